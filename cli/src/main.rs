@@ -1,1 +1,85 @@
-fn main() {}
+//! `hts`: runs the HTS order system's services, the all-in-one demo, and the
+//! client commands that speak the gateway's TCP protocol.
+//!
+//! Every long-running subcommand prints one line `hts <role> listening on ADDR`
+//! to standard output once it accepts connections, so scripts and tests can
+//! bind port 0 and learn the real address. Logs go to standard error
+//! (`RUST_LOG` sets the filter, default `info`).
+
+mod commands;
+mod secret;
+mod shutdown;
+
+use clap::{Parser, Subcommand};
+
+/// The hts command line.
+#[derive(Debug, Parser)]
+#[command(name = "hts", version, about = "HTS order gateway: services, demo and client")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the account service, three order services and the gateway in one
+    /// process on the embedded SQLite store, and place a sample order.
+    Demo(commands::demo::DemoArgs),
+    /// Run the TCP gateway in front of one or more order-service backends.
+    Gateway(commands::gateway::GatewayArgs),
+    /// Run one order-service backend (gRPC).
+    OrderService(commands::order_service::OrderServiceArgs),
+    /// Run the account service (gRPC).
+    AccountService(commands::account_service::AccountServiceArgs),
+    /// Mint a login token (JWT, HS256) for an account.
+    Token(commands::token::TokenArgs),
+    /// Place an order through the gateway.
+    Place(commands::client::PlaceArgs),
+    /// Cancel an order through the gateway.
+    Cancel(commands::client::CancelArgs),
+    /// Query an order through the gateway.
+    Query(commands::client::QueryArgs),
+    /// Show an account's balances straight from the account service.
+    Balance(commands::client::BalanceArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::Gateway(args) => commands::gateway::run(args).await,
+            Command::OrderService(args) => commands::order_service::run(args).await,
+            Command::AccountService(args) => commands::account_service::run(args).await,
+            Command::Token(args) => commands::token::run(args),
+            Command::Place(args) => commands::client::place(args).await,
+            Command::Cancel(args) => commands::client::cancel(args).await,
+            Command::Query(args) => commands::client::query(args).await,
+            Command::Balance(args) => commands::client::balance(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,37 @@
-//! Placeholder.
+//! HTS Order Gateway: the TCP front door of the trading system.
+//!
+//! Trading terminals connect over TCP and speak a framed protocol (24-byte
+//! header + protobuf body, see [`frame`]). The gateway authenticates each
+//! connection with a JWT ([`auth`]), forwards orders to the order-service
+//! backends over gRPC ([`routing`], [`dispatch`]) and writes the answers back
+//! in completion order, matched by correlation id ([`correlation`]).
+//!
+//! Layout (one job per module):
+//! * [`frame`] / [`codec`]: the wire format and its tokio-util codec;
+//! * [`connection`] (private) / [`writer`]: one client connection's read loop and writer task;
+//! * [`server`]: accept loop, connection limit, graceful shutdown;
+//! * [`client`]: an async client for the CLI, benches and tests.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod client;
+pub mod codec;
+pub mod config;
+mod connection;
+pub mod correlation;
+pub mod dispatch;
+pub mod frame;
+pub mod routing;
+pub mod server;
+pub mod stats;
+pub mod writer;
+
+pub use auth::{mint_token, AuthError, JwtAuth};
+pub use client::{Client, ClientError};
+pub use codec::{FrameCodec, FrameError};
+pub use config::GatewayConfig;
+pub use correlation::CorrelationTable;
+pub use frame::{Frame, MsgType};
+pub use routing::BackendPool;
+pub use server::Gateway;
+pub use stats::GatewayStats;

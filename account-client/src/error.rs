@@ -1,0 +1,69 @@
+//! Failure classification of account-service calls.
+
+use tonic::Code;
+
+/// Why an account-service call produced no business outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The service could not be reached (connection refused, transport
+    /// failure, or the server answered `UNAVAILABLE`). Safe to retry.
+    #[error("account service unavailable: {0}")]
+    Unavailable(String),
+    /// The call did not complete within the per-call timeout. Its effect is
+    /// unknown; callers must rely on the idempotency of the operation.
+    #[error("account service call timed out")]
+    Timeout,
+    /// The service answered with any other gRPC error status.
+    #[error("account service rejected the call: {0}")]
+    Rejected(tonic::Status),
+    /// The configured URL is not a valid endpoint.
+    #[error("invalid account service url: {0}")]
+    InvalidUrl(String),
+}
+
+impl AccountError {
+    /// True when the failure is an infrastructure problem that a later retry
+    /// of the same idempotent call may resolve.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout)
+    }
+}
+
+impl From<tonic::Status> for AccountError {
+    fn from(status: tonic::Status) -> Self {
+        match status.code() {
+            Code::Unavailable => Self::Unavailable(status.message().to_owned()),
+            Code::DeadlineExceeded => Self::Timeout,
+            _ => Self::Rejected(status),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classification() {
+        assert!(matches!(
+            AccountError::from(tonic::Status::unavailable("down")),
+            AccountError::Unavailable(m) if m == "down"
+        ));
+        assert!(matches!(
+            AccountError::from(tonic::Status::deadline_exceeded("slow")),
+            AccountError::Timeout
+        ));
+        assert!(matches!(
+            AccountError::from(tonic::Status::internal("boom")),
+            AccountError::Rejected(s) if s.code() == Code::Internal
+        ));
+    }
+
+    #[test]
+    fn retryability() {
+        assert!(AccountError::Timeout.is_retryable());
+        assert!(AccountError::Unavailable(String::new()).is_retryable());
+        assert!(!AccountError::InvalidUrl(String::new()).is_retryable());
+        assert!(!AccountError::Rejected(tonic::Status::internal("x")).is_retryable());
+    }
+}

@@ -1,0 +1,25 @@
+//! Errors of the account store.
+
+/// A failure of the account store (never a business outcome).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store URL names a backend this build does not support.
+    #[error("unsupported store url {0:?}: expected sqlite:PATH (PostgreSQL is not supported yet)")]
+    UnsupportedUrl(String),
+    /// SQLite reported an error.
+    #[error("sqlite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The transaction of the batch this operation belonged to could not be
+    /// started or committed; the operation had no effect.
+    #[error("transaction failed: {0}")]
+    Commit(String),
+    /// The writer thread is gone (store shutting down or crashed).
+    #[error("store writer is not running")]
+    WriterClosed,
+    /// A blocking read task failed to run to completion.
+    #[error("store read task failed: {0}")]
+    ReadTask(String),
+    /// The database holds a value this code cannot interpret.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,30 @@
+//! `hts account-service`: balances, positions and reservations over gRPC.
+
+use clap::Args;
+use hts_account_service::AccountServiceConfig;
+use std::process::ExitCode;
+
+/// Flags of `hts account-service`.
+#[derive(Debug, Args)]
+pub struct AccountServiceArgs {
+    /// Address to listen on for gRPC.
+    #[arg(long, default_value = "127.0.0.1:50061")]
+    pub listen: String,
+    /// Store URL, e.g. `sqlite:hts-data/accounts.db`.
+    #[arg(long)]
+    pub store: String,
+    /// Seed the demo accounts ACC-0001…ACC-1000 (never resets existing balances).
+    #[arg(long)]
+    pub seed_demo: bool,
+}
+
+/// Runs the account service until SIGINT/SIGTERM.
+pub async fn run(args: AccountServiceArgs) -> anyhow::Result<ExitCode> {
+    let (listener, _) = super::bind_and_announce("account-service", &args.listen).await?;
+    let config = AccountServiceConfig {
+        store_url: args.store,
+        seed_demo: args.seed_demo,
+    };
+    hts_account_service::serve(listener, config, crate::shutdown::signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

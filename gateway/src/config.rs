@@ -1,0 +1,165 @@
+//! [`GatewayConfig`]: every limit and timeout of the gateway, with defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::frame::DEFAULT_MAX_BODY_LEN;
+
+/// Default address the gateway listens on.
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:7400";
+/// Default overall deadline of one request (gateway → backend → gateway).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(50);
+/// Default time a frame that has started arriving has to complete.
+pub const DEFAULT_FRAME_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time without any frame after which a connection is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time a new connection has to log in.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of requests one connection may have in flight.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
+/// Default number of concurrent client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Default number of failed logins after which a connection is closed.
+pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 5;
+/// Default capacity of the correlation table (requests in flight, all connections).
+pub const DEFAULT_CORRELATION_CAPACITY: usize = 100_000;
+/// Default time one flush to a client may take before it is disconnected.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may take to deliver in-flight answers on shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default timeout for establishing a backend connection.
+pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default HTTP/2 keep-alive ping interval towards backends.
+pub const DEFAULT_BACKEND_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Configuration of a [`crate::Gateway`].
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// Address to listen on (used by [`crate::Gateway::bind`]).
+    pub listen_addr: SocketAddr,
+    /// Largest accepted frame body; a larger `body_len` is a protocol error.
+    pub max_body_len: usize,
+    /// Overall deadline per request, propagated to the backend as gRPC timeout.
+    pub request_timeout: Duration,
+    /// A frame whose first byte arrived must complete within this time
+    /// (not reset by later bytes: defeats slowloris trickling).
+    pub frame_read_timeout: Duration,
+    /// A connection receiving no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection not logged in after this long is closed.
+    pub login_timeout: Duration,
+    /// Requests one connection may have in flight before reading pauses.
+    pub max_in_flight_per_connection: usize,
+    /// Concurrent client connections; beyond it new ones are refused.
+    pub max_connections: usize,
+    /// Failed logins after which the connection is closed.
+    pub max_failed_logins: u32,
+    /// Capacity of the correlation table across all connections.
+    pub correlation_capacity: usize,
+    /// Time one flush to a client may take; a stalled client is disconnected.
+    pub write_timeout: Duration,
+    /// Time a connection may take on shutdown to deliver in-flight answers.
+    pub drain_timeout: Duration,
+    /// gRPC URLs of the order-service backends, e.g. `http://127.0.0.1:50051`.
+    pub backends: Vec<String>,
+    /// Timeout for establishing a backend connection.
+    pub backend_connect_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval towards backends.
+    pub backend_keepalive_interval: Duration,
+    /// HS256 secret the session tokens are signed with.
+    pub jwt_secret: Vec<u8>,
+}
+
+impl GatewayConfig {
+    /// Defaults, with the given backends and JWT secret.
+    pub fn new(backends: Vec<String>, jwt_secret: impl Into<Vec<u8>>) -> GatewayConfig {
+        GatewayConfig {
+            backends,
+            jwt_secret: jwt_secret.into(),
+            ..GatewayConfig::default()
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            max_body_len: DEFAULT_MAX_BODY_LEN,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            frame_read_timeout: DEFAULT_FRAME_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
+            correlation_capacity: DEFAULT_CORRELATION_CAPACITY,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            backends: Vec::new(),
+            backend_connect_timeout: DEFAULT_BACKEND_CONNECT_TIMEOUT,
+            backend_keepalive_interval: DEFAULT_BACKEND_KEEPALIVE_INTERVAL,
+            jwt_secret: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("listen_addr", &self.listen_addr)
+            .field("max_body_len", &self.max_body_len)
+            .field("request_timeout", &self.request_timeout)
+            .field("frame_read_timeout", &self.frame_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("login_timeout", &self.login_timeout)
+            .field(
+                "max_in_flight_per_connection",
+                &self.max_in_flight_per_connection,
+            )
+            .field("max_connections", &self.max_connections)
+            .field("max_failed_logins", &self.max_failed_logins)
+            .field("correlation_capacity", &self.correlation_capacity)
+            .field("write_timeout", &self.write_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("backends", &self.backends)
+            .field("backend_connect_timeout", &self.backend_connect_timeout)
+            .field(
+                "backend_keepalive_interval",
+                &self.backend_keepalive_interval,
+            )
+            .field("jwt_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = GatewayConfig::default();
+        assert_eq!(c.max_body_len, 65536);
+        assert_eq!(c.request_timeout, Duration::from_millis(50));
+        assert_eq!(c.frame_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.login_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_in_flight_per_connection, 256);
+        assert_eq!(c.max_connections, 20_000);
+        assert_eq!(c.max_failed_logins, 5);
+        assert_eq!(c.correlation_capacity, 100_000);
+        assert_eq!(c.write_timeout, Duration::from_secs(10));
+        assert_eq!(c.drain_timeout, Duration::from_secs(5));
+        assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let c = GatewayConfig::new(vec!["http://b:1".into()], b"super-secret".to_vec());
+        let s = format!("{c:?}");
+        assert!(s.contains("<redacted>"));
+        assert!(!s.contains("super-secret"));
+        assert!(!s.contains("115, 117")); // not even as bytes
+    }
+}

@@ -1,0 +1,495 @@
+//! One client connection: the read loop and per-frame handling.
+//!
+//! The reader owns the socket's read half and a buffer and decodes frames
+//! itself (mini-redis style), which lets it apply three timers:
+//! `frame_read_timeout` from the first byte of a partial frame (not reset by
+//! later bytes), `idle_timeout` since the last complete frame and
+//! `login_timeout` since accept. Responses go through a bounded channel to
+//! the writer task ([`crate::writer`]).
+//!
+//! Every request takes a permit of the per-connection in-flight semaphore
+//! before it is handled; the permit travels with its response and is released
+//! once that response is written. A client that pipelines more than
+//! `max_in_flight_per_connection` requests therefore stops being read (TCP
+//! backpressure), and the writer channel, sized above the permit count, always
+//! has room for an answer. Backend calls run in their own tasks: the read loop
+//! never awaits a gRPC call.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hts_proto::v1::{Code, Heartbeat, LoginRequest, LoginResponse};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::JwtAuth;
+use crate::codec::{peek_correlation_id, FrameCodec};
+use crate::config::GatewayConfig;
+use crate::correlation::{CorrelationTable, Pending};
+use crate::dispatch::{BackendRequest, Dispatcher};
+use crate::frame::{Frame, MsgType, FLAG_RESPONSE};
+use crate::stats::GatewayStats;
+use crate::writer::{run_writer, Outbound};
+
+/// Writer channel slots beyond the in-flight permits (closing frames).
+const OUTBOUND_SLACK: usize = 8;
+/// Initial read buffer size.
+const READ_BUF: usize = 8 * 1024;
+/// How long a connection closed for a protocol error keeps discarding input,
+/// so the peer reads our ERROR frame instead of a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// State shared by all connections of a gateway.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: GatewayConfig,
+    pub(crate) auth: JwtAuth,
+    pub(crate) table: Arc<CorrelationTable>,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) stats: GatewayStats,
+    pub(crate) next_conn_id: AtomicU64,
+}
+
+/// An authenticated session.
+#[derive(Debug)]
+struct Session {
+    account: Arc<str>,
+    session_id: String,
+}
+
+/// What the read loop should do next.
+enum Flow {
+    Continue,
+    /// A closing frame was queued; stop reading and close.
+    Close,
+    /// The writer is gone (client stalled or socket failed).
+    WriterGone,
+}
+
+/// Why the read loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Client closed its side or the socket failed: deliver what is in flight.
+    Eof,
+    /// Gateway shutdown: deliver what is in flight.
+    Shutdown,
+    /// A closing ERROR frame was queued.
+    Fatal,
+    /// The writer stopped; nothing more can be delivered.
+    WriterGone,
+}
+
+/// Which timer a read wait may hit.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    PartialFrame,
+    Idle,
+    Login,
+}
+
+struct Connection {
+    id: u64,
+    shared: Arc<Shared>,
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    codec: FrameCodec,
+    tx: mpsc::Sender<Outbound>,
+    in_flight: Arc<Semaphore>,
+    session: Option<Session>,
+    failed_logins: u32,
+    /// Gateway ids this connection registered (pruned as they complete).
+    outstanding: HashSet<u64>,
+    accepted_at: Instant,
+    last_frame: Instant,
+    frame_started: Option<Instant>,
+}
+
+/// Serves one accepted client until it disconnects, misbehaves or the
+/// gateway shuts down.
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let config = &shared.config;
+    let max_in_flight = config.max_in_flight_per_connection.max(1);
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel(max_in_flight + OUTBOUND_SLACK);
+    let codec = FrameCodec::new(config.max_body_len);
+    let writer = tokio::spawn(run_writer(write, codec, rx, config.write_timeout));
+    let now = Instant::now();
+    let mut conn = Connection {
+        id,
+        shared: shared.clone(),
+        read,
+        buf: BytesMut::with_capacity(READ_BUF),
+        codec,
+        tx,
+        in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        session: None,
+        failed_logins: 0,
+        outstanding: HashSet::new(),
+        accepted_at: now,
+        last_frame: now,
+        frame_started: None,
+    };
+    let end = conn.read_loop(&shutdown).await;
+    tracing::debug!(conn = id, ?end, "connection read loop ended");
+    if matches!(end, End::Eof | End::Shutdown) {
+        conn.drain(max_in_flight).await;
+    }
+    let Connection {
+        read,
+        tx,
+        outstanding,
+        ..
+    } = conn;
+    shared.table.remove_connection(id, outstanding);
+    drop(tx);
+    match writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(conn = id, error = %e, "connection writer stopped"),
+        Err(e) => tracing::error!(conn = id, error = %e, "connection writer panicked"),
+    }
+    if end == End::Fatal {
+        linger(read).await;
+    }
+}
+
+/// Discards input for a short while after a closing ERROR frame, so the
+/// peer sees our frame and FIN rather than a reset.
+async fn linger(mut read: OwnedReadHalf) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = read.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
+impl Connection {
+    async fn read_loop(&mut self, shutdown: &CancellationToken) -> End {
+        loop {
+            // Handle every complete frame already buffered.
+            loop {
+                match self.codec.decode(&mut self.buf) {
+                    Ok(Some(frame)) => {
+                        let now = Instant::now();
+                        self.last_frame = now;
+                        self.frame_started = (!self.buf.is_empty()).then_some(now);
+                        match self.handle_frame(frame).await {
+                            Flow::Continue => {}
+                            Flow::Close => return End::Fatal,
+                            Flow::WriterGone => return End::WriterGone,
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let corr = peek_correlation_id(&self.buf).unwrap_or(0);
+                        tracing::info!(conn = self.id, error = %e, "protocol error");
+                        return self.fatal(corr, Code::ProtocolError, e.to_string()).await;
+                    }
+                }
+            }
+            if shutdown.is_cancelled() {
+                return End::Shutdown;
+            }
+            let (deadline, timer) = self.next_deadline();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return End::Shutdown,
+                _ = self.tx.closed() => return End::WriterGone,
+                read = self.read.read_buf(&mut self.buf) => match read {
+                    Ok(0) => return End::Eof,
+                    Ok(_) => {
+                        if self.frame_started.is_none() {
+                            self.frame_started = Some(Instant::now());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(conn = self.id, error = %e, "read failed");
+                        return End::Eof;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => return self.timed_out(timer).await,
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> (Instant, Timer) {
+        let c = &self.shared.config;
+        let mut best = (self.last_frame + c.idle_timeout, Timer::Idle);
+        if self.session.is_none() {
+            let login = self.accepted_at + c.login_timeout;
+            if login < best.0 {
+                best = (login, Timer::Login);
+            }
+        }
+        if let Some(started) = self.frame_started {
+            let frame = started + c.frame_read_timeout;
+            if frame < best.0 {
+                best = (frame, Timer::PartialFrame);
+            }
+        }
+        best
+    }
+
+    async fn timed_out(&mut self, timer: Timer) -> End {
+        let c = &self.shared.config;
+        let (code, message) = match timer {
+            Timer::PartialFrame => (
+                Code::ProtocolError,
+                format!("frame not completed within {}", secs(c.frame_read_timeout)),
+            ),
+            Timer::Idle => (
+                Code::Timeout,
+                format!(
+                    "no frame received within {}: closing idle connection",
+                    secs(c.idle_timeout)
+                ),
+            ),
+            Timer::Login => (
+                Code::Unauthenticated,
+                format!("not logged in within {}", secs(c.login_timeout)),
+            ),
+        };
+        tracing::info!(conn = self.id, %message, "closing connection");
+        self.fatal(0, code, message).await
+    }
+
+    /// Queues a closing ERROR frame.
+    async fn fatal(&mut self, correlation_id: u64, code: Code, message: String) -> End {
+        self.shared.stats.record(code as i32);
+        let frame = Frame::error(correlation_id, code, message);
+        match self.tx.send(Outbound::closing(frame, None)).await {
+            Ok(()) => End::Fatal,
+            Err(_) => End::WriterGone,
+        }
+    }
+
+    /// Waits (bounded by `drain_timeout`) until every in-flight response is written.
+    async fn drain(&mut self, max_in_flight: usize) {
+        let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+        let everything = self.in_flight.clone().acquire_many_owned(all);
+        tokio::select! {
+            _ = tokio::time::timeout(self.shared.config.drain_timeout, everything) => {}
+            _ = self.tx.closed() => {}
+        }
+    }
+
+    async fn handle_frame(&mut self, frame: Frame) -> Flow {
+        if frame.is_response() {
+            let msg = "RESPONSE flag set on a request frame".to_owned();
+            return match self
+                .fatal(frame.correlation_id, Code::ProtocolError, msg)
+                .await
+            {
+                End::Fatal => Flow::Close,
+                _ => Flow::WriterGone,
+            };
+        }
+        // Backpressure: stop reading while too many requests are in flight.
+        let permit = tokio::select! {
+            biased;
+            _ = self.tx.closed() => return Flow::WriterGone,
+            permit = self.in_flight.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return Flow::WriterGone,
+            },
+        };
+        let corr = frame.correlation_id;
+        match frame.kind() {
+            Some(MsgType::Login) => self.login(frame, permit).await,
+            Some(MsgType::Heartbeat) => match frame.decode_body::<Heartbeat>() {
+                Ok(_) => {
+                    let echo = Frame {
+                        flags: FLAG_RESPONSE,
+                        ..frame
+                    };
+                    self.send(Outbound::reply(echo, permit)).await
+                }
+                Err(e) => {
+                    self.invalid(corr, format!("body is not a Heartbeat: {e}"), permit)
+                        .await
+                }
+            },
+            Some(t @ (MsgType::PlaceOrder | MsgType::CancelOrder | MsgType::QueryOrder)) => {
+                match BackendRequest::decode(t, frame.body) {
+                    Ok(Some(req)) => self.backend_request(corr, req, permit).await,
+                    Ok(None) => {
+                        self.invalid(
+                            corr,
+                            format!("msg_type {} is not a request", t.as_u16()),
+                            permit,
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        self.invalid(corr, format!("body is not a {t:?} request: {e}"), permit)
+                            .await
+                    }
+                }
+            }
+            Some(MsgType::Error) | None => {
+                let msg = format!("unknown msg_type {}", frame.msg_type);
+                self.invalid(corr, msg, permit).await
+            }
+        }
+    }
+
+    async fn send(&mut self, out: Outbound) -> Flow {
+        match self.tx.send(out).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::WriterGone,
+        }
+    }
+
+    async fn invalid(&mut self, corr: u64, message: String, permit: OwnedSemaphorePermit) -> Flow {
+        self.shared.stats.record(Code::InvalidRequest as i32);
+        let frame = Frame::error(corr, Code::InvalidRequest, message);
+        self.send(Outbound::reply(frame, permit)).await
+    }
+
+    async fn login(&mut self, frame: Frame, permit: OwnedSemaphorePermit) -> Flow {
+        let corr = frame.correlation_id;
+        let req: LoginRequest = match frame.decode_body() {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .invalid(corr, format!("body is not a LoginRequest: {e}"), permit)
+                    .await
+            }
+        };
+        let refusal = match self.shared.auth.verify(&req.token) {
+            Ok(sub) if req.account_id.is_empty() || req.account_id == sub => {
+                let session = Session {
+                    account: Arc::from(sub),
+                    session_id: uuid::Uuid::new_v4().to_string(),
+                };
+                tracing::info!(conn = self.id, account = %session.account, "login");
+                let resp = LoginResponse {
+                    code: Code::Ok as i32,
+                    message: String::new(),
+                    session_id: session.session_id.clone(),
+                };
+                self.session = Some(session);
+                self.shared.stats.record(Code::Ok as i32);
+                let frame = Frame::response(MsgType::Login, corr, &resp);
+                return self.send(Outbound::reply(frame, permit)).await;
+            }
+            Ok(_) => "account_id does not match the token".to_owned(),
+            Err(e) => format!("login refused: {e}"),
+        };
+        // A failed login never touches an existing session.
+        self.failed_logins += 1;
+        self.shared.stats.record(Code::Unauthenticated as i32);
+        let close = self.failed_logins >= self.shared.config.max_failed_logins;
+        tracing::info!(conn = self.id, failures = self.failed_logins, reason = %refusal, "login failed");
+        let resp = LoginResponse {
+            code: Code::Unauthenticated as i32,
+            message: if close {
+                format!("{refusal}; too many failed logins, closing connection")
+            } else {
+                refusal
+            },
+            session_id: String::new(),
+        };
+        let frame = Frame::response(MsgType::Login, corr, &resp);
+        if close {
+            match self.send(Outbound::closing(frame, Some(permit))).await {
+                Flow::Continue => Flow::Close,
+                other => other,
+            }
+        } else {
+            self.send(Outbound::reply(frame, permit)).await
+        }
+    }
+
+    async fn backend_request(
+        &mut self,
+        corr: u64,
+        req: BackendRequest,
+        permit: OwnedSemaphorePermit,
+    ) -> Flow {
+        let Some(session) = &self.session else {
+            return self
+                .refuse(corr, &req, Code::Unauthenticated, "log in first", permit)
+                .await;
+        };
+        let account = session.account.clone();
+        if let BackendRequest::Place(p) = &req {
+            if !p.account_id.is_empty() && *p.account_id != *account {
+                let msg = "account_id differs from the session's account";
+                return self.refuse(corr, &req, Code::Forbidden, msg, permit).await;
+            }
+        }
+        let deadline = Instant::now() + self.shared.config.request_timeout;
+        let pending = Pending {
+            conn_id: self.id,
+            client_correlation_id: corr,
+            msg_type: req.msg_type(),
+            deadline,
+            reply: self.tx.clone(),
+        };
+        let id = match self.shared.table.register(pending) {
+            Ok(id) => id,
+            Err(full) => {
+                tracing::warn!(conn = self.id, %full, "refusing request");
+                let msg = "gateway is at capacity, retry later";
+                return self
+                    .refuse(corr, &req, Code::ServiceUnavailable, msg, permit)
+                    .await;
+            }
+        };
+        self.track(id);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let reply = shared.dispatcher.call(&account, req, id, deadline).await;
+            shared.stats.record(reply.code());
+            // `None`: the client left meanwhile; `complete` counted the drop.
+            if let Some(p) = shared.table.complete(id) {
+                let frame = reply.into_frame(p.client_correlation_id);
+                if p.reply.try_send(Outbound::reply(frame, permit)).is_err() {
+                    shared.table.record_dropped();
+                }
+            }
+        });
+        Flow::Continue
+    }
+
+    async fn refuse(
+        &mut self,
+        corr: u64,
+        req: &BackendRequest,
+        code: Code,
+        message: &str,
+        permit: OwnedSemaphorePermit,
+    ) -> Flow {
+        self.shared.stats.record(code as i32);
+        let frame = req.failure(code, message).into_frame(corr);
+        self.send(Outbound::reply(frame, permit)).await
+    }
+
+    /// Remembers `id` for disconnect cleanup, pruning completed ids so the
+    /// set stays bounded by the in-flight limit.
+    fn track(&mut self, id: u64) {
+        let limit = 2 * self.shared.config.max_in_flight_per_connection.max(1);
+        if self.outstanding.len() >= limit {
+            let table = &self.shared.table;
+            self.outstanding.retain(|id| table.contains(*id));
+        }
+        self.outstanding.insert(id);
+    }
+}

@@ -1,0 +1,151 @@
+//! [`GatewayStats`]: cheap, read-only counters for the admin/metrics surface.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hts_proto::v1::Code;
+
+use crate::correlation::CorrelationTable;
+
+/// Number of distinct `Code` values (0 = unspecified … 12 = PROTOCOL_ERROR).
+const CODES: usize = 13;
+
+#[derive(Debug)]
+struct Inner {
+    open_connections: AtomicUsize,
+    accepted_connections: AtomicU64,
+    rejected_connections: AtomicU64,
+    responses: [AtomicU64; CODES],
+    table: Arc<CorrelationTable>,
+}
+
+/// A clonable handle on the gateway's counters.
+#[derive(Debug, Clone)]
+pub struct GatewayStats {
+    inner: Arc<Inner>,
+}
+
+impl GatewayStats {
+    pub(crate) fn new(table: Arc<CorrelationTable>) -> GatewayStats {
+        GatewayStats {
+            inner: Arc::new(Inner {
+                open_connections: AtomicUsize::new(0),
+                accepted_connections: AtomicU64::new(0),
+                rejected_connections: AtomicU64::new(0),
+                responses: std::array::from_fn(|_| AtomicU64::new(0)),
+                table,
+            }),
+        }
+    }
+
+    /// Client connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.inner.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted since start.
+    pub fn accepted_connections(&self) -> u64 {
+        self.inner.accepted_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused because `max_connections` was reached.
+    pub fn rejected_connections(&self) -> u64 {
+        self.inner.rejected_connections.load(Ordering::Relaxed)
+    }
+
+    /// Backend requests currently in flight.
+    pub fn correlation_len(&self) -> usize {
+        self.inner.table.len()
+    }
+
+    /// Backend answers dropped because their client had disconnected.
+    pub fn dropped_answers(&self) -> u64 {
+        self.inner.table.dropped_answers()
+    }
+
+    /// Responses sent with `code` (typed responses and ERROR frames).
+    pub fn responses_with_code(&self, code: Code) -> u64 {
+        self.inner
+            .responses
+            .get(code as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// All non-zero response counters.
+    pub fn responses_by_code(&self) -> Vec<(Code, u64)> {
+        self.inner
+            .responses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                let code = Code::try_from(i32::try_from(i).ok()?).ok()?;
+                (n > 0).then_some((code, n))
+            })
+            .collect()
+    }
+
+    pub(crate) fn record(&self, code: i32) {
+        let slot = usize::try_from(code)
+            .ok()
+            .filter(|i| *i < CODES)
+            .unwrap_or(0);
+        self.inner.responses[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_opened(&self) -> ConnectionGuard {
+        self.inner.open_connections.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .accepted_connections
+            .fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            stats: self.clone(),
+        }
+    }
+
+    pub(crate) fn connection_rejected(&self) {
+        self.inner
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Decrements the open-connection gauge when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionGuard {
+    stats: GatewayStats,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.stats
+            .inner
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters() {
+        let s = GatewayStats::new(Arc::new(CorrelationTable::new(1)));
+        s.record(Code::Ok as i32);
+        s.record(Code::Ok as i32);
+        s.record(99);
+        assert_eq!(s.responses_with_code(Code::Ok), 2);
+        assert_eq!(s.responses_with_code(Code::Unspecified), 1);
+        {
+            let _g = s.connection_opened();
+            assert_eq!(s.open_connections(), 1);
+        }
+        assert_eq!(s.open_connections(), 0);
+        assert_eq!(s.accepted_connections(), 1);
+        assert_eq!(
+            s.responses_by_code(),
+            vec![(Code::Unspecified, 1), (Code::Ok, 2)]
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The write side of a client connection.
+//!
+//! One task per connection owns the socket's write half and receives
+//! [`Outbound`] frames over a bounded channel. It batches whatever is ready
+//! into one flush, bounds every flush by the write timeout (a client that
+//! stops reading is disconnected, it never blocks anyone else) and releases
+//! the request's in-flight permit only once its response is written.
+
+use std::time::Duration;
+
+use futures::SinkExt;
+use tokio::io::AsyncWrite;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::codec::FramedWrite;
+
+use crate::codec::{FrameCodec, FrameError};
+use crate::frame::Frame;
+
+/// Most frames written per flush.
+const MAX_BATCH: usize = 128;
+
+/// A frame queued for a client connection.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The frame to write.
+    pub frame: Frame,
+    /// The request's in-flight permit, released once the frame is written.
+    pub permit: Option<OwnedSemaphorePermit>,
+    /// Close the connection after writing this frame.
+    pub close_after: bool,
+}
+
+impl Outbound {
+    /// A frame answering a request that holds `permit`.
+    pub fn reply(frame: Frame, permit: OwnedSemaphorePermit) -> Outbound {
+        Outbound {
+            frame,
+            permit: Some(permit),
+            close_after: false,
+        }
+    }
+
+    /// A final frame after which the connection is closed.
+    pub fn closing(frame: Frame, permit: Option<OwnedSemaphorePermit>) -> Outbound {
+        Outbound {
+            frame,
+            permit,
+            close_after: true,
+        }
+    }
+}
+
+/// Why the writer stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A flush did not finish within the write timeout.
+    #[error("client did not accept data within {0:?}")]
+    Stalled(Duration),
+    /// Encoding or socket error.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// Writes frames from `rx` to `io` until the channel closes, a frame asks
+/// for the connection to be closed, or writing fails. The write half is shut
+/// down (FIN) on a clean finish.
+pub async fn run_writer<W>(
+    io: W,
+    codec: FrameCodec,
+    mut rx: mpsc::Receiver<Outbound>,
+    write_timeout: Duration,
+) -> Result<(), WriteError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut sink = FramedWrite::new(io, codec);
+    let mut permits = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        let mut close = false;
+        let mut next = Some(first);
+        let batch = async {
+            let mut n = 0;
+            while let Some(out) = next.take() {
+                n += 1;
+                close |= out.close_after;
+                permits.extend(out.permit);
+                sink.feed(out.frame).await?;
+                if close || n >= MAX_BATCH {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(write_timeout, batch).await {
+            Ok(Ok(())) => permits.clear(),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(WriteError::Stalled(write_timeout)),
+        }
+        if close {
+            break;
+        }
+    }
+    // Best effort FIN; the peer may already be gone.
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::MsgType;
+    use bytes::BytesMut;
+    use hts_proto::v1::Heartbeat;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    use tokio::sync::Semaphore;
+    use tokio_util::codec::Decoder;
+
+    fn hb(id: u64) -> Frame {
+        Frame::response(
+            MsgType::Heartbeat,
+            id,
+            &Heartbeat {
+                sent_at_unix_nanos: id,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn writes_in_order_and_releases_permits() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (tx, rx) = mpsc::channel(16);
+        let sem = Arc::new(Semaphore::new(4));
+        let task = tokio::spawn(run_writer(
+            server,
+            FrameCodec::default(),
+            rx,
+            Duration::from_secs(5),
+        ));
+        for id in 0..4 {
+            let p = sem.clone().acquire_owned().await.unwrap();
+            tx.send(Outbound::reply(hb(id), p)).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap().unwrap();
+        assert_eq!(sem.available_permits(), 4);
+        let mut client = client;
+        let mut raw = Vec::new();
+        client.read_to_end(&mut raw).await.unwrap();
+        let mut buf = BytesMut::from(&raw[..]);
+        let mut codec = FrameCodec::default();
+        for id in 0..4 {
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(hb(id)));
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn close_after_stops_the_writer() {
+        let (_client, server) = tokio::io::duplex(64 * 1024);
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(run_writer(
+            server,
+            FrameCodec::default(),
+            rx,
+            Duration::from_secs(5),
+        ));
+        tx.send(Outbound::closing(hb(1), None)).await.unwrap();
+        task.await.unwrap().unwrap();
+        assert!(tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn stalled_reader_times_out() {
+        // A tiny pipe nobody reads from.
+        let (_client, server) = tokio::io::duplex(64);
+        let (tx, rx) = mpsc::channel(16);
+        let sem = Arc::new(Semaphore::new(1));
+        let task = tokio::spawn(run_writer(
+            server,
+            FrameCodec::default(),
+            rx,
+            Duration::from_millis(100),
+        ));
+        let p = sem.clone().acquire_owned().await.unwrap();
+        let big = Frame {
+            msg_type: 2,
+            flags: 1,
+            correlation_id: 1,
+            body: vec![0u8; 4096].into(),
+        };
+        tx.send(Outbound::reply(big, p)).await.unwrap();
+        let res = task.await.unwrap();
+        assert!(matches!(res, Err(WriteError::Stalled(_))));
+        // The permit is released when the writer gives up.
+        assert_eq!(sem.available_permits(), 1);
+    }
+}

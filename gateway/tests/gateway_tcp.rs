@@ -1,0 +1,746 @@
+//! End-to-end tests over real TCP: a `Gateway` on 127.0.0.1:0 in front of
+//! an in-process tonic OrderService test double (the real order service is
+//! another crate). The double answers real responses built from the request
+//! and can delay: a PlaceOrder whose symbol is `DELAY-<ms>` sleeps that long.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use hts_gateway::codec::FrameCodec;
+use hts_gateway::frame::{Frame, MsgType, FLAG_RESPONSE, HEADER_LEN};
+use hts_gateway::{mint_token, Client, ClientError, Gateway, GatewayConfig, GatewayStats};
+use hts_proto::v1::order_service_server::{OrderService, OrderServiceServer};
+use hts_proto::v1::{
+    CancelOrderCall, CancelOrderRequest, CancelOrderResponse, Code, ErrorResponse, Heartbeat,
+    LoginRequest, LoginResponse, Order, OrderStatus, PlaceOrderCall, PlaceOrderRequest,
+    PlaceOrderResponse, QueryOrderCall, QueryOrderRequest, QueryOrderResponse,
+};
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{Decoder, Encoder};
+use tonic::{Request, Response, Status};
+
+const SECRET: &[u8] = b"integration-test-secret";
+const ACCOUNT: &str = "ACC-1";
+/// Generous bound for anything that should happen "promptly".
+const PATIENCE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------- backend
+
+#[derive(Debug, Default)]
+struct FakeOrders;
+
+#[tonic::async_trait]
+impl OrderService for FakeOrders {
+    async fn place_order(
+        &self,
+        request: Request<PlaceOrderCall>,
+    ) -> Result<Response<PlaceOrderResponse>, Status> {
+        let call = request.into_inner();
+        let r = call.request.unwrap_or_default();
+        if let Some(ms) = r.symbol.strip_prefix("DELAY-") {
+            let ms: u64 = ms.parse().map_err(|_| Status::invalid_argument("delay"))?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Ok(Response::new(PlaceOrderResponse {
+            code: Code::Ok as i32,
+            message: call.account_id,
+            order_id: format!("ord-{}", r.request_id),
+            request_id: r.request_id,
+            status: OrderStatus::Accepted as i32,
+            replayed: false,
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<CancelOrderCall>,
+    ) -> Result<Response<CancelOrderResponse>, Status> {
+        let r = request.into_inner().request.unwrap_or_default();
+        Ok(Response::new(CancelOrderResponse {
+            code: Code::Ok as i32,
+            message: String::new(),
+            order_id: r.order_id,
+            status: OrderStatus::Canceled as i32,
+        }))
+    }
+
+    async fn query_order(
+        &self,
+        request: Request<QueryOrderCall>,
+    ) -> Result<Response<QueryOrderResponse>, Status> {
+        let call = request.into_inner();
+        let r = call.request.unwrap_or_default();
+        if r.order_id == "missing" {
+            return Ok(Response::new(QueryOrderResponse {
+                code: Code::NotFound as i32,
+                message: "no such order".into(),
+                order: None,
+            }));
+        }
+        Ok(Response::new(QueryOrderResponse {
+            code: Code::Ok as i32,
+            message: String::new(),
+            order: Some(Order {
+                order_id: r.order_id,
+                account_id: call.account_id,
+                status: OrderStatus::Accepted as i32,
+                ..Default::default()
+            }),
+        }))
+    }
+}
+
+async fn start_backend() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(OrderServiceServer::new(FakeOrders))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    format!("http://{addr}")
+}
+
+/// A URL nobody listens on.
+async fn dead_backend() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+// ---------------------------------------------------------------- gateway
+
+struct TestGateway {
+    addr: SocketAddr,
+    stats: GatewayStats,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestGateway {
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(PATIENCE, self.task).await??
+    }
+}
+
+fn config(backend: String) -> GatewayConfig {
+    let mut c = GatewayConfig::new(vec![backend], SECRET.to_vec());
+    // Generous: the machine running the tests is shared and noisy.
+    c.request_timeout = Duration::from_secs(5);
+    c
+}
+
+async fn start_gateway(config: GatewayConfig) -> TestGateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = Gateway::from_listener(listener, config).unwrap();
+    let addr = gateway.local_addr();
+    let stats = gateway.stats();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = rx.await;
+    }));
+    TestGateway {
+        addr,
+        stats,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
+async fn default_gateway() -> TestGateway {
+    start_gateway(config(start_backend().await)).await
+}
+
+fn token(account: &str) -> String {
+    mint_token(SECRET, account, Duration::from_secs(600)).unwrap()
+}
+
+async fn logged_in(addr: SocketAddr) -> Client {
+    let client = Client::connect(addr).await.unwrap();
+    let resp = client.login(ACCOUNT, &token(ACCOUNT)).await.unwrap();
+    assert_eq!(resp.code, Code::Ok as i32, "{resp:?}");
+    client
+}
+
+fn place(request_id: &str, symbol: &str) -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        request_id: request_id.into(),
+        account_id: String::new(),
+        symbol: symbol.into(),
+        side: 1,
+        order_type: 1,
+        price: 100,
+        quantity: 10,
+    }
+}
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, f)
+        .await
+        .expect("operation did not finish in time")
+}
+
+// ------------------------------------------------------------ raw client
+
+/// A raw TCP connection for byte-level tests.
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        Raw {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+            codec: FrameCodec::default(),
+        }
+    }
+
+    fn encode(frame: Frame) -> BytesMut {
+        let mut b = BytesMut::new();
+        FrameCodec::default().encode(frame, &mut b).unwrap();
+        b
+    }
+
+    async fn send(&mut self, frame: Frame) {
+        self.send_bytes(&Raw::encode(frame)).await;
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Next frame, or `None` on EOF.
+    async fn recv(&mut self) -> Option<Frame> {
+        within(async {
+            loop {
+                if let Some(f) = self.codec.decode(&mut self.buf).unwrap() {
+                    return Some(f);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    async fn expect_eof(&mut self) {
+        assert_eq!(self.recv().await, None, "expected the gateway to close");
+        assert!(self.buf.is_empty());
+    }
+
+    async fn login(&mut self) {
+        let req = LoginRequest {
+            account_id: String::new(),
+            token: token(ACCOUNT),
+        };
+        self.send(Frame::request(MsgType::Login, 1, &req)).await;
+        let f = self.recv().await.unwrap();
+        let resp: LoginResponse = f.decode_body().unwrap();
+        assert_eq!(resp.code, Code::Ok as i32);
+    }
+}
+
+fn error_of(frame: &Frame) -> ErrorResponse {
+    assert_eq!(frame.msg_type, MsgType::Error.as_u16());
+    assert!(frame.is_response());
+    frame.decode_body().unwrap()
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test]
+async fn login_outcomes() {
+    let gw = default_gateway().await;
+    let client = Client::connect(gw.addr).await.unwrap();
+
+    let forged = mint_token(b"someone-else", ACCOUNT, Duration::from_secs(600)).unwrap();
+    let r = client.login(ACCOUNT, &forged).await.unwrap();
+    assert_eq!(r.code, Code::Unauthenticated as i32);
+    assert!(r.session_id.is_empty());
+
+    #[derive(serde::Serialize)]
+    struct Claims {
+        sub: String,
+        exp: u64,
+    }
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &Claims {
+            sub: ACCOUNT.into(),
+            exp: jsonwebtoken::get_current_timestamp() - 10,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let r = client.login(ACCOUNT, &expired).await.unwrap();
+    assert_eq!(r.code, Code::Unauthenticated as i32);
+    assert!(r.message.contains("expired"), "{}", r.message);
+
+    let r = client.login(ACCOUNT, "not.a.jwt").await.unwrap();
+    assert_eq!(r.code, Code::Unauthenticated as i32);
+
+    let r = client.login("ACC-2", &token(ACCOUNT)).await.unwrap();
+    assert_eq!(r.code, Code::Unauthenticated as i32);
+
+    // Four failures are below the limit: the connection still works.
+    let r = client.login("", &token(ACCOUNT)).await.unwrap();
+    assert_eq!(r.code, Code::Ok as i32);
+    assert_eq!(r.session_id.len(), 36, "uuid v4 expected: {}", r.session_id);
+    let p = client.place(place("r-1", "005930")).await.unwrap();
+    assert_eq!(p.code, Code::Ok as i32);
+    assert_eq!(p.message, ACCOUNT, "backend must see the session account");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn too_many_failed_logins_close_the_connection() {
+    let gw = default_gateway().await;
+    let client = Client::connect(gw.addr).await.unwrap();
+    for i in 1..=5 {
+        let r = client.login(ACCOUNT, "garbage").await.unwrap();
+        assert_eq!(r.code, Code::Unauthenticated as i32);
+        if i == 5 {
+            assert!(
+                r.message.contains("too many failed logins"),
+                "{}",
+                r.message
+            );
+        }
+    }
+    let after = within(client.heartbeat()).await;
+    assert!(matches!(after, Err(ClientError::Closed)), "{after:?}");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_before_login_are_unauthenticated_and_connection_survives() {
+    let gw = default_gateway().await;
+    let client = Client::connect(gw.addr).await.unwrap();
+    let p = client.place(place("r-early", "005930")).await.unwrap();
+    assert_eq!(p.code, Code::Unauthenticated as i32);
+    assert_eq!(p.request_id, "r-early");
+    let c = client
+        .cancel(CancelOrderRequest {
+            request_id: "c".into(),
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.code, Code::Unauthenticated as i32);
+    let q = client
+        .query(QueryOrderRequest {
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(q.code, Code::Unauthenticated as i32);
+
+    let r = client.login(ACCOUNT, &token(ACCOUNT)).await.unwrap();
+    assert_eq!(r.code, Code::Ok as i32);
+    let p = client.place(place("r-late", "005930")).await.unwrap();
+    assert_eq!(p.code, Code::Ok as i32);
+    assert_eq!(p.order_id, "ord-r-late");
+    let c = client
+        .cancel(CancelOrderRequest {
+            request_id: "c".into(),
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!((c.code, c.order_id.as_str()), (Code::Ok as i32, "o-1"));
+    let q = client
+        .query(QueryOrderRequest {
+            order_id: "missing".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(q.code, Code::NotFound as i32);
+    let hb = client.heartbeat().await.unwrap();
+    assert!(hb.sent_at_unix_nanos > 0);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn placing_for_another_account_is_forbidden() {
+    let gw = default_gateway().await;
+    let client = logged_in(gw.addr).await;
+    let mut req = place("r-other", "005930");
+    req.account_id = "ACC-2".into();
+    let p = client.place(req).await.unwrap();
+    assert_eq!(p.code, Code::Forbidden as i32);
+    assert_eq!(p.request_id, "r-other");
+    let mut req = place("r-own", "005930");
+    req.account_id = ACCOUNT.into();
+    assert_eq!(client.place(req).await.unwrap().code, Code::Ok as i32);
+    assert!(gw.stats.responses_with_code(Code::Forbidden) >= 1);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn pipelined_requests_complete_out_of_order() {
+    let gw = default_gateway().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.login().await;
+    const N: u64 = 200;
+    let mut batch = BytesMut::new();
+    for i in 0..N {
+        // Earlier requests are slower: answers should come back reordered.
+        let delay = (N - i) * 5;
+        let req = place(&format!("r-{i}"), &format!("DELAY-{delay}"));
+        batch.extend_from_slice(&Raw::encode(Frame::request(
+            MsgType::PlaceOrder,
+            1000 + i,
+            &req,
+        )));
+    }
+    raw.send_bytes(&batch).await;
+    let mut order = Vec::new();
+    for _ in 0..N {
+        let f = raw.recv().await.expect("response");
+        assert_eq!(f.msg_type, MsgType::PlaceOrder.as_u16());
+        assert_eq!(f.flags, FLAG_RESPONSE);
+        let resp: PlaceOrderResponse = f.decode_body().unwrap();
+        assert_eq!(resp.code, Code::Ok as i32, "{resp:?}");
+        assert_eq!(resp.request_id, format!("r-{}", f.correlation_id - 1000));
+        order.push(f.correlation_id);
+    }
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1000..1000 + N).collect::<Vec<_>>());
+    assert_ne!(order, sorted, "responses should follow completion order");
+    assert_eq!(gw.stats.correlation_len(), 0);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_on_one_client() {
+    let gw = default_gateway().await;
+    let client = logged_in(gw.addr).await;
+    let calls = (0..2000).map(|i| {
+        let c = client.clone();
+        async move { c.place(place(&format!("r-{i}"), "005930")).await }
+    });
+    let results = within(futures::future::join_all(calls)).await;
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r.unwrap();
+        assert_eq!(r.code, Code::Ok as i32);
+        assert_eq!(r.request_id, format!("r-{i}"));
+    }
+    gw.stop().await.unwrap();
+}
+
+fn heartbeat_bytes(corr: u64) -> BytesMut {
+    Raw::encode(Frame::request(
+        MsgType::Heartbeat,
+        corr,
+        &Heartbeat {
+            sent_at_unix_nanos: 1,
+        },
+    ))
+}
+
+#[tokio::test]
+async fn header_and_crc_errors_get_one_protocol_error_then_close() {
+    let gw = default_gateway().await;
+    type Corrupt = fn(&mut BytesMut);
+    let cases: [(&str, Corrupt, u64, &str); 6] = [
+        ("bad crc", |b| b[HEADER_LEN] ^= 0xff, 77, "CRC"),
+        ("bad magic", |b| b[0] = b'X', 0, "magic"),
+        ("bad version", |b| b[2] = 9, 0, "version"),
+        ("reserved", |b| b[6] = 1, 77, "reserved"),
+        ("response flag", |b| b[3] = FLAG_RESPONSE, 77, "RESPONSE"),
+        (
+            "oversized",
+            |b| b[16..20].copy_from_slice(&(1u32 << 20).to_be_bytes()),
+            77,
+            "exceeds",
+        ),
+    ];
+    for (name, corrupt, corr, needle) in cases {
+        let mut raw = Raw::connect(gw.addr).await;
+        let mut bytes = heartbeat_bytes(77);
+        corrupt(&mut bytes);
+        raw.send_bytes(&bytes).await;
+        let f = raw
+            .recv()
+            .await
+            .unwrap_or_else(|| panic!("{name}: no error frame"));
+        let e = error_of(&f);
+        assert_eq!(e.code, Code::ProtocolError as i32, "{name}");
+        assert_eq!(f.correlation_id, corr, "{name}");
+        assert!(e.message.contains(needle), "{name}: {}", e.message);
+        raw.expect_eof().await;
+    }
+    // The oversized header alone (no body sent) is rejected.
+    let mut raw = Raw::connect(gw.addr).await;
+    let mut bytes = heartbeat_bytes(5);
+    bytes[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+    raw.send_bytes(&bytes[..HEADER_LEN]).await;
+    let e = error_of(&raw.recv().await.unwrap());
+    assert_eq!(e.code, Code::ProtocolError as i32);
+    raw.expect_eof().await;
+    assert!(gw.stats.responses_with_code(Code::ProtocolError) >= 7);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_type_and_bad_protobuf_are_recoverable() {
+    let gw = default_gateway().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.login().await;
+    raw.send(Frame {
+        msg_type: 42,
+        flags: 0,
+        correlation_id: 10,
+        body: bytes::Bytes::new(),
+    })
+    .await;
+    let f = raw.recv().await.unwrap();
+    assert_eq!(f.correlation_id, 10);
+    let e = error_of(&f);
+    assert_eq!(e.code, Code::InvalidRequest as i32);
+    assert!(e.message.contains("42"), "{}", e.message);
+
+    raw.send(Frame {
+        msg_type: MsgType::PlaceOrder.as_u16(),
+        flags: 0,
+        correlation_id: 11,
+        body: bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]),
+    })
+    .await;
+    let f = raw.recv().await.unwrap();
+    assert_eq!(f.correlation_id, 11);
+    assert_eq!(error_of(&f).code, Code::InvalidRequest as i32);
+
+    // A client must not send ERROR frames either.
+    raw.send(Frame::request(
+        MsgType::Error,
+        12,
+        &ErrorResponse::default(),
+    ))
+    .await;
+    assert_eq!(
+        error_of(&raw.recv().await.unwrap()).code,
+        Code::InvalidRequest as i32
+    );
+
+    raw.send(Frame::request(
+        MsgType::PlaceOrder,
+        13,
+        &place("r-ok", "005930"),
+    ))
+    .await;
+    let f = raw.recv().await.unwrap();
+    assert_eq!(f.correlation_id, 13);
+    let p: PlaceOrderResponse = f.decode_body().unwrap();
+    assert_eq!(p.code, Code::Ok as i32);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn half_sent_frame_times_out_without_disturbing_others() {
+    let mut cfg = config(start_backend().await);
+    cfg.frame_read_timeout = Duration::from_millis(300);
+    let gw = start_gateway(cfg).await;
+    let mut slow = Raw::connect(gw.addr).await;
+    let bytes = heartbeat_bytes(3);
+    // Trickle: header now, one more byte later; the timer is not reset.
+    slow.send_bytes(&bytes[..HEADER_LEN]).await;
+    let other = logged_in(gw.addr).await;
+    let trickle = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let _ = slow
+            .stream
+            .write_all(&bytes[HEADER_LEN..HEADER_LEN + 1])
+            .await;
+        slow.recv().await
+    };
+    let served = async {
+        for i in 0..20 {
+            let r = other
+                .place(place(&format!("r-{i}"), "005930"))
+                .await
+                .unwrap();
+            assert_eq!(r.code, Code::Ok as i32);
+        }
+    };
+    let (frame, ()) = within(async { tokio::join!(trickle, served) }).await;
+    let e = error_of(&frame.expect("error frame"));
+    assert_eq!(e.code, Code::ProtocolError as i32);
+    assert!(
+        e.message.contains("frame not completed within 0.3 s"),
+        "{}",
+        e.message
+    );
+    slow.expect_eof().await;
+    assert!(other.heartbeat().await.unwrap().sent_at_unix_nanos > 0);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn login_timeout_closes_anonymous_connection() {
+    let mut cfg = config(start_backend().await);
+    cfg.login_timeout = Duration::from_millis(300);
+    let gw = start_gateway(cfg).await;
+    let mut raw = Raw::connect(gw.addr).await;
+    let e = error_of(&raw.recv().await.unwrap());
+    assert_eq!(e.code, Code::Unauthenticated as i32);
+    raw.expect_eof().await;
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stalled_reader_does_not_slow_other_clients() {
+    let mut cfg = config(start_backend().await);
+    cfg.write_timeout = Duration::from_millis(500);
+    let gw = start_gateway(cfg).await;
+
+    // A client that floods 32 KiB heartbeats (unknown field 15 keeps them
+    // valid) and never reads a single response.
+    let mut stalled = TcpStream::connect(gw.addr).await.unwrap();
+    let mut body = BytesMut::new();
+    Heartbeat {
+        sent_at_unix_nanos: 1,
+    }
+    .encode(&mut body)
+    .unwrap();
+    body.put_u8((15 << 3) | 2);
+    prost::encoding::encode_varint(32 * 1024, &mut body);
+    body.put_bytes(b'x', 32 * 1024);
+    let frame = Raw::encode(Frame {
+        msg_type: MsgType::Heartbeat.as_u16(),
+        flags: 0,
+        correlation_id: 1,
+        body: body.freeze(),
+    });
+    let flood = tokio::spawn(async move {
+        // Ends when the gateway disconnects us.
+        for _ in 0..100_000 {
+            if stalled.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let other = logged_in(gw.addr).await;
+    within(async {
+        for i in 0..50 {
+            let r = other
+                .place(place(&format!("r-{i}"), "005930"))
+                .await
+                .unwrap();
+            assert_eq!(r.code, Code::Ok as i32);
+        }
+    })
+    .await;
+    // The stalled client is eventually disconnected.
+    within(flood).await.unwrap();
+    within(async {
+        while gw.stats.open_connections() > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(other.heartbeat().await.unwrap().sent_at_unix_nanos > 0);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_backend_yields_timeout_with_outcome_unknown() {
+    let mut cfg = config(start_backend().await);
+    cfg.request_timeout = Duration::from_millis(200);
+    let gw = start_gateway(cfg).await;
+    let client = logged_in(gw.addr).await;
+    let r = client.place(place("r-slow", "DELAY-3000")).await.unwrap();
+    assert_eq!(r.code, Code::Timeout as i32, "{r:?}");
+    assert_eq!(r.request_id, "r-slow");
+    assert_eq!(
+        r.message,
+        "deadline of 200 ms passed before the backend answered: the outcome is unknown; \
+         retrying with the same request_id is safe"
+    );
+    assert_eq!(gw.stats.correlation_len(), 0);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn backend_down_is_service_unavailable() {
+    let gw = start_gateway(config(dead_backend().await)).await;
+    let client = logged_in(gw.addr).await;
+    let r = client.place(place("r-down", "005930")).await.unwrap();
+    assert_eq!(r.code, Code::ServiceUnavailable as i32, "{r:?}");
+    assert_eq!(r.request_id, "r-down");
+    let q = client
+        .query(QueryOrderRequest {
+            order_id: "o".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(q.code, Code::ServiceUnavailable as i32);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() {
+    let mut cfg = config(start_backend().await);
+    cfg.max_connections = 1;
+    let gw = start_gateway(cfg).await;
+    let first = logged_in(gw.addr).await;
+    let mut second = Raw::connect(gw.addr).await;
+    let f = second.recv().await.unwrap();
+    assert_eq!(f.correlation_id, 0);
+    let e = error_of(&f);
+    assert_eq!(e.code, Code::ServiceUnavailable as i32);
+    assert_eq!(e.message, "too many connections");
+    second.expect_eof().await;
+    assert_eq!(
+        first.place(place("r", "005930")).await.unwrap().code,
+        Code::Ok as i32
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_in_flight_requests() {
+    let gw = default_gateway().await;
+    let client = logged_in(gw.addr).await;
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.place(place(&format!("r-{i}"), "DELAY-500")).await })
+        })
+        .collect();
+    within(async {
+        while gw.stats.correlation_len() < 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let stats = gw.stats.clone();
+    gw.stop().await.unwrap();
+    for call in calls {
+        let r = call.await.unwrap().unwrap();
+        assert_eq!(r.code, Code::Ok as i32);
+    }
+    assert_eq!(stats.open_connections(), 0);
+    assert_eq!(stats.correlation_len(), 0);
+    // The connection was closed after draining.
+    assert!(matches!(
+        within(client.heartbeat()).await,
+        Err(ClientError::Closed)
+    ));
+}

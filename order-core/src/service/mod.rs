@@ -1,0 +1,89 @@
+//! The `OrderService` gRPC implementation.
+//!
+//! Every handler body runs in its own spawned task which the RPC future only
+//! awaits: a client cancelling its call (the gateway drops hedged losers and
+//! timed-out calls) can never interrupt a place between reserve and insert,
+//! nor a cancel between commit and release.
+
+mod cancel;
+mod place;
+mod query;
+mod releaser;
+mod reply;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use hts_account_client::AccountClient;
+use hts_proto::v1::order_service_server::OrderService;
+use hts_proto::v1::{
+    CancelOrderCall, CancelOrderResponse, PlaceOrderCall, PlaceOrderResponse, QueryOrderCall,
+    QueryOrderResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::store::OrderStore;
+
+pub use releaser::{release_pending, run_release_retries};
+
+/// Dependencies shared by all handlers.
+#[derive(Clone)]
+pub struct OrderContext {
+    /// Order persistence.
+    pub store: Arc<dyn OrderStore>,
+    /// Account service client (reservations).
+    pub accounts: AccountClient,
+}
+
+/// gRPC front of the order domain.
+#[derive(Clone)]
+pub struct OrderGrpc {
+    ctx: Arc<OrderContext>,
+}
+
+impl OrderGrpc {
+    /// Serves requests with `ctx`.
+    pub fn new(ctx: OrderContext) -> Self {
+        Self { ctx: Arc::new(ctx) }
+    }
+}
+
+/// Runs `work` detached from the caller's future and waits for it.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<Response<T>, Status> {
+    tokio::spawn(work).await.map(Response::new).map_err(|e| {
+        tracing::error!(error = %e, "order handler task failed");
+        Status::internal("order handler failed")
+    })
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderGrpc {
+    async fn place_order(
+        &self,
+        request: Request<PlaceOrderCall>,
+    ) -> Result<Response<PlaceOrderResponse>, Status> {
+        let ctx = Arc::clone(&self.ctx);
+        let call = request.into_inner();
+        detached(async move { place::place(&ctx, call).await }).await
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<CancelOrderCall>,
+    ) -> Result<Response<CancelOrderResponse>, Status> {
+        let ctx = Arc::clone(&self.ctx);
+        let call = request.into_inner();
+        detached(async move { cancel::cancel(&ctx, call).await }).await
+    }
+
+    async fn query_order(
+        &self,
+        request: Request<QueryOrderCall>,
+    ) -> Result<Response<QueryOrderResponse>, Status> {
+        let ctx = Arc::clone(&self.ctx);
+        let call = request.into_inner();
+        detached(async move { query::query(&ctx, call).await }).await
+    }
+}
