@@ -7,6 +7,7 @@
 //! (`RUST_LOG` sets the filter, default `info`).
 
 mod commands;
+mod readiness;
 mod secret;
 mod shutdown;
 
@@ -14,7 +15,11 @@ use clap::{Parser, Subcommand};
 
 /// The hts command line.
 #[derive(Debug, Parser)]
-#[command(name = "hts", version, about = "HTS order gateway: services, demo and client")]
+#[command(
+    name = "hts",
+    version,
+    about = "HTS order gateway: services, demo and client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -39,7 +39,10 @@ async fn place_query_cancel_round_trip_releases_funds() {
     let (available_before, reserved_before) = cluster.balance("ACC-0001", "CASH").await;
     assert_eq!(reserved_before, 0);
 
-    let placed = client.place(buy("rt-1", "005930", 70_000, 10)).await.unwrap();
+    let placed = client
+        .place(buy("rt-1", "005930", 70_000, 10))
+        .await
+        .unwrap();
     assert_eq!(placed.code, ok(), "{}", placed.message);
     assert_eq!(placed.status, OrderStatus::Accepted as i32);
     assert_eq!(placed.request_id, "rt-1");
@@ -84,7 +87,11 @@ async fn place_query_cancel_round_trip_releases_funds() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(balance, (available_before, 0), "cancel released exactly once");
+    assert_eq!(
+        balance,
+        (available_before, 0),
+        "cancel released exactly once"
+    );
 
     let queried = client
         .query(QueryOrderRequest {
@@ -195,7 +202,12 @@ async fn business_rejections_come_back_as_codes() {
     for request in invalid {
         let label = format!("{request:?}");
         let r = client.place(request).await.unwrap();
-        assert_eq!(r.code, Code::InvalidRequest as i32, "{label}: {}", r.message);
+        assert_eq!(
+            r.code,
+            Code::InvalidRequest as i32,
+            "{label}: {}",
+            r.message
+        );
     }
     assert_eq!(cluster.balance("ACC-0004", "CASH").await.1, 0);
 
@@ -241,10 +253,17 @@ async fn login_rules_and_account_boundaries() {
         let r = client.login("ACC-0005", bad).await.unwrap();
         assert_eq!(r.code, Code::Unauthenticated as i32, "token {bad:?}");
     }
-    // A valid token for another account than the one named.
+    // A valid token for another account than the one named: the fifth failed
+    // login on this connection, which the gateway answers and then closes.
     let r = client.login("ACC-0006", &token("ACC-0005")).await.unwrap();
     assert_eq!(r.code, Code::Unauthenticated as i32);
+    let after = client.heartbeat().await;
+    assert!(
+        matches!(after, Err(ClientError::Closed)),
+        "closed after 5 failed logins: {after:?}"
+    );
 
+    let client = Client::connect(addr).await.unwrap();
     let r = client.login("", &token("ACC-0005")).await.unwrap();
     assert_eq!(r.code, ok(), "empty account_id means the token's account");
     assert!(!r.session_id.is_empty());
@@ -339,7 +358,11 @@ async fn read_raw(stream: &mut TcpStream) -> Option<(u16, u8, u64, Vec<u8>)> {
     let crc = u32::from_be_bytes(header[20..24].try_into().unwrap());
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await.ok()?;
-    assert_eq!(crc32c::crc32c(&body), crc, "gateway frames carry a valid CRC");
+    assert_eq!(
+        crc32c::crc32c(&body),
+        crc,
+        "gateway frames carry a valid CRC"
+    );
     Some((msg_type, header[3], corr, body))
 }
 
@@ -417,7 +440,10 @@ async fn many_in_flight_on_one_connection_are_matched_by_correlation_id() {
         assert_eq!(r.code, ok(), "{}", r.message);
         assert_eq!(r.request_id, id, "answer matched to its own request");
     }
-    assert_eq!(stored_request_ids(&cluster.order_db(), "ACC-0008").len(), 300);
+    assert_eq!(
+        stored_request_ids(&cluster.order_db(), "ACC-0008").len(),
+        300
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,7 +497,10 @@ async fn demo_and_client_commands_work_together() {
     );
     let sample = demo.wait_for_line("Sample query", Duration::from_secs(60));
     assert!(sample.contains("code=OK status=ACCEPTED"), "{sample}");
-    assert!(data_dir.join("jwt.secret").exists(), "demo wrote its secret");
+    assert!(
+        data_dir.join("jwt.secret").exists(),
+        "demo wrote its secret"
+    );
 
     let hts = env!("CARGO_BIN_EXE_hts");
     let secret_file = data_dir.join("jwt.secret");
@@ -487,8 +516,21 @@ async fn demo_and_client_commands_work_together() {
     let addr = demo.addr.to_string();
     let place = std::process::Command::new(hts)
         .args([
-            "place", "--addr", &addr, "--account", "ACC-0042", "--token", &token, "--symbol",
-            "000660", "--side", "sell", "--price", "150000", "--qty", "3",
+            "place",
+            "--addr",
+            &addr,
+            "--account",
+            "ACC-0042",
+            "--token",
+            &token,
+            "--symbol",
+            "000660",
+            "--side",
+            "sell",
+            "--price",
+            "150000",
+            "--qty",
+            "3",
         ])
         .output()
         .unwrap();
@@ -502,17 +544,36 @@ async fn demo_and_client_commands_work_together() {
         .to_string();
 
     let query = std::process::Command::new(hts)
-        .args(["query", "--addr", &addr, "--account", "ACC-0042", "--token", &token])
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "--account",
+            "ACC-0042",
+            "--token",
+            &token,
+        ])
         .args(["--order-id", &order_id])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&query.stdout);
     assert!(query.status.success(), "{out}");
-    assert!(out.contains("status=ACCEPTED") && out.contains("side=SELL"), "{out}");
+    assert!(
+        out.contains("status=ACCEPTED") && out.contains("side=SELL"),
+        "{out}"
+    );
 
     // A bad token makes the client command fail loudly.
     let refused = std::process::Command::new(hts)
-        .args(["query", "--addr", &addr, "--account", "ACC-0042", "--token", "junk"])
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "--account",
+            "ACC-0042",
+            "--token",
+            "junk",
+        ])
         .args(["--order-id", &order_id])
         .output()
         .unwrap();

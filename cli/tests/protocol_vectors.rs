@@ -92,7 +92,10 @@ fn documented_bodies_are_the_documented_messages() {
     use hts_proto::v1::{Code, LoginRequest, PlaceOrderRequest, Side};
     use prost::Message;
     let login = LoginRequest::decode(&unhex(VECTORS[2].4)[24..]).unwrap();
-    assert_eq!((login.account_id.as_str(), login.token.as_str()), ("ACC-0001", "t"));
+    assert_eq!(
+        (login.account_id.as_str(), login.token.as_str()),
+        ("ACC-0001", "t")
+    );
     let place = PlaceOrderRequest::decode(&unhex(VECTORS[4].4)[24..]).unwrap();
     assert_eq!(place.symbol, "005930");
     assert_eq!(place.side, Side::Buy as i32);

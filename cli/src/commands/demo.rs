@@ -81,6 +81,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         )));
     }
 
+    let ready_within = Duration::from_secs(30);
+    crate::readiness::wait_serving(&account_url, "hts.v1.AccountService", ready_within).await?;
+    for url in &backend_urls {
+        crate::readiness::wait_serving(url, "hts.v1.OrderService", ready_within).await?;
+    }
+
     let (gateway_listener, gateway_addr) =
         super::bind_and_announce("gateway", &args.listen).await?;
     let gateway_config = GatewayConfig {
@@ -171,23 +177,37 @@ async fn place_sample(gateway: SocketAddr, token: &str) -> anyhow::Result<()> {
         anyhow::bail!("login refused: {}", login.message);
     }
     let request_id = format!("demo-{}", uuid::Uuid::new_v4());
-    let placed = client
-        .place(PlaceOrderRequest {
-            request_id: request_id.clone(),
-            account_id: String::new(),
-            symbol: "005930".into(),
-            side: Side::Buy as i32,
-            order_type: OrderType::Limit as i32,
-            price: 70_000,
-            quantity: 10,
-        })
-        .await?;
-    println!(
-        "Sample order: BUY 10 x 005930 @ 70000 request_id={request_id} -> code={} order_id={} status={}",
-        super::client::code_name(placed.code),
-        placed.order_id,
-        super::client::status_name(placed.status)
-    );
+    let request = PlaceOrderRequest {
+        request_id: request_id.clone(),
+        account_id: String::new(),
+        symbol: "005930".into(),
+        side: Side::Buy as i32,
+        order_type: OrderType::Limit as i32,
+        price: 70_000,
+        quantity: 10,
+    };
+    // TIMEOUT means the outcome is unknown and SERVICE_UNAVAILABLE that nothing
+    // was stored: either way re-sending the same request_id is safe, and the
+    // order services guarantee it never places a second order.
+    let mut attempt = 1;
+    let placed = loop {
+        let placed = client.place(request.clone()).await?;
+        println!(
+            "Sample order: BUY 10 x 005930 @ 70000 request_id={request_id} attempt={attempt} \
+             -> code={} order_id={} status={} replayed={}",
+            super::client::code_name(placed.code),
+            placed.order_id,
+            super::client::status_name(placed.status),
+            placed.replayed
+        );
+        let retryable =
+            placed.code == Code::Timeout as i32 || placed.code == Code::ServiceUnavailable as i32;
+        if !retryable || attempt == 5 {
+            break placed;
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     if placed.code != Code::Ok as i32 {
         anyhow::bail!("sample order refused: {}", placed.message);
     }

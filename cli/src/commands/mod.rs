@@ -12,7 +12,10 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 /// Binds `addr` and prints the `hts <role> listening on ADDR` line scripts wait for.
-pub async fn bind_and_announce(role: &str, addr: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+pub async fn bind_and_announce(
+    role: &str,
+    addr: &str,
+) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("{role}: cannot listen on {addr}"))?;

@@ -22,11 +22,8 @@ pub struct TokenArgs {
 /// Prints a token for the account.
 pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let secret = crate::secret::resolve(args.jwt_secret_file.as_deref())?;
-    let token = hts_gateway::auth::mint_token(
-        &secret,
-        &args.account,
-        Duration::from_secs(args.ttl_secs),
-    )?;
+    let token =
+        hts_gateway::auth::mint_token(&secret, &args.account, Duration::from_secs(args.ttl_secs))?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

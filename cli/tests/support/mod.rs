@@ -130,6 +130,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts an account service (seeded), `backends` order services sharing
     /// one store, and a gateway with `gateway_args` appended.
+    ///
+    /// The gateway gets a 5 s request deadline unless `gateway_args` sets one:
+    /// these are functional tests of debug builds on a shared machine, where a
+    /// durable SQLite commit can take longer than the 50 ms production default.
+    /// Deadline behaviour itself is tested with explicit timeouts.
     pub fn start(backends: usize, gateway_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let account_store = format!("sqlite:{}", dir.path().join("accounts.db").display());
@@ -161,6 +166,10 @@ impl Cluster {
             args.push("--backend".into());
             args.push(o.url());
         }
+        if !gateway_args.contains(&"--request-timeout-ms") {
+            args.push("--request-timeout-ms".into());
+            args.push("5000".into());
+        }
         args.extend(gateway_args.iter().map(|s| s.to_string()));
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let gateway = Proc::spawn(&arg_refs);
@@ -184,12 +193,17 @@ impl Cluster {
 
     /// An account-service client.
     pub fn accounts(&self) -> hts_account_client::AccountClient {
-        hts_account_client::AccountClient::connect_lazy(&self.account.url()).expect("account client")
+        hts_account_client::AccountClient::connect_lazy(&self.account.url())
+            .expect("account client")
     }
 
     /// (available, reserved) of one asset of one account.
     pub async fn balance(&self, account: &str, asset: &str) -> (i64, i64) {
-        let r = self.accounts().get_account(account).await.expect("get_account");
+        let r = self
+            .accounts()
+            .get_account(account)
+            .await
+            .expect("get_account");
         assert!(r.found, "account {account} not found");
         r.balances
             .iter()
