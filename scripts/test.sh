@@ -14,6 +14,33 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+step "system packages (C toolchain for the bundled librdkafka, PostgreSQL for the durable tests)"
+missing=()
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v perl >/dev/null 2>&1 || missing+=(perl)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# Running as root, the test clusters run as the postgres OS user.
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --no-create-home postgres
+fi
+
+step "Kafka-protocol broker for the outbox tests (tansu)"
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v tansu >/dev/null 2>&1 || cargo install tansu --locked --features dynostore
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -19,10 +19,8 @@ pub async fn serve(
     config: AccountServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let url = config.store_url.clone();
-    let store = tokio::task::spawn_blocking(move || AccountStore::open(&url))
+    let store = AccountStore::connect(&config.store_url, config.db_pool_size)
         .await
-        .context("store open task failed")?
         .with_context(|| format!("opening account store {}", config.store_url))?;
     if config.seed_demo {
         store.seed_demo().await.context("seeding demo accounts")?;

@@ -19,6 +19,7 @@ async fn serves_reserve_release_get_account_and_health() {
     let config = AccountServiceConfig {
         store_url: format!("sqlite:{}", dir.path().join("a.db").display()),
         seed_demo: true,
+        db_pool_size: 4,
     };
     let server = tokio::spawn(serve(listener, config, async move {
         let _ = stopped.await;
@@ -118,8 +119,9 @@ async fn serves_reserve_release_get_account_and_health() {
 async fn unsupported_store_url_fails_to_serve() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = AccountServiceConfig {
-        store_url: "postgres://localhost/accounts".into(),
+        store_url: "mysql://localhost/accounts".into(),
         seed_demo: false,
+        db_pool_size: 4,
     };
     let err = serve(listener, config, std::future::pending())
         .await

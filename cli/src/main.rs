@@ -46,6 +46,8 @@ enum Command {
     Query(commands::client::QueryArgs),
     /// Show an account's balances straight from the account service.
     Balance(commands::client::BalanceArgs),
+    /// Order events: `hts events tail` follows the embedded event log.
+    Events(commands::events::EventsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
             Command::Cancel(args) => commands::client::cancel(args).await,
             Command::Query(args) => commands::client::query(args).await,
             Command::Balance(args) => commands::client::balance(args).await,
+            Command::Events(args) => commands::events::run(args).await,
         }
     });
     match result {

@@ -492,7 +492,17 @@ async fn demo_and_client_commands_work_together() {
     let data_dir = dir.path().join("data");
     let data = data_dir.to_str().unwrap();
     let mut demo = Proc::spawn_with_env(
-        &["demo", "--listen", "127.0.0.1:0", "--data-dir", data],
+        // A debug build on a shared 2-core machine: a roomier deadline than the
+        // 50 ms default, which the client commands' retries also cover.
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--request-timeout-ms",
+            "2000",
+        ],
         &[("HTS_JWT_SECRET", "")],
     );
     let sample = demo.wait_for_line("Sample query", Duration::from_secs(60));

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::frame::DEFAULT_MAX_BODY_LEN;
+use crate::resilience::ResilienceConfig;
 
 /// Default address the gateway listens on.
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:7400";
@@ -68,6 +69,8 @@ pub struct GatewayConfig {
     pub backend_keepalive_interval: Duration,
     /// HS256 secret the session tokens are signed with.
     pub jwt_secret: Vec<u8>,
+    /// Retry, hedging, breaker, bulkhead, rate-limit and health policies.
+    pub resilience: ResilienceConfig,
 }
 
 impl GatewayConfig {
@@ -100,6 +103,7 @@ impl Default for GatewayConfig {
             backend_connect_timeout: DEFAULT_BACKEND_CONNECT_TIMEOUT,
             backend_keepalive_interval: DEFAULT_BACKEND_KEEPALIVE_INTERVAL,
             jwt_secret: Vec::new(),
+            resilience: ResilienceConfig::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl std::fmt::Debug for GatewayConfig {
                 &self.backend_keepalive_interval,
             )
             .field("jwt_secret", &"<redacted>")
+            .field("resilience", &self.resilience)
             .finish()
     }
 }

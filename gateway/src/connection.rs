@@ -34,8 +34,9 @@ use crate::auth::JwtAuth;
 use crate::codec::{peek_correlation_id, FrameCodec};
 use crate::config::GatewayConfig;
 use crate::correlation::{CorrelationTable, Pending};
-use crate::dispatch::{BackendRequest, Dispatcher};
+use crate::dispatch::BackendRequest;
 use crate::frame::{Frame, MsgType, FLAG_RESPONSE};
+use crate::resilience::Router;
 use crate::stats::GatewayStats;
 use crate::writer::{run_writer, Outbound};
 
@@ -53,7 +54,7 @@ pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) auth: JwtAuth,
     pub(crate) table: Arc<CorrelationTable>,
-    pub(crate) dispatcher: Dispatcher,
+    pub(crate) router: Arc<Router>,
     pub(crate) stats: GatewayStats,
     pub(crate) next_conn_id: AtomicU64,
 }
@@ -456,7 +457,7 @@ impl Connection {
         self.track(id);
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let reply = shared.dispatcher.call(&account, req, id, deadline).await;
+            let reply = shared.router.call(&account, req, id, deadline).await;
             shared.stats.record(reply.code());
             // `None`: the client left meanwhile; `complete` counted the drop.
             if let Some(p) = shared.table.complete(id) {

@@ -1,8 +1,8 @@
 //! Backend calls: a decoded request in, a typed response out.
 //!
-//! [`BackendRequest`] is a decoded PLACE/CANCEL/QUERY body; [`Dispatcher`]
-//! sends it to a backend under the request's deadline and always produces a
-//! [`BackendReply`] of the matching response type, with `code` set:
+//! [`BackendRequest`] is a decoded PLACE/CANCEL/QUERY body; [`send`] makes one
+//! gRPC call with it. Failures map to a [`BackendReply`] of the matching
+//! response type ([`status_to_code`]), with `code` set:
 //!
 //! * backend answered → its response (business outcome in `code`);
 //! * gRPC `Unavailable` or a transport/connection error → `SERVICE_UNAVAILABLE`;
@@ -13,16 +13,15 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hts_proto::v1::order_service_client::OrderServiceClient;
 use hts_proto::v1::{
     CancelOrderCall, CancelOrderRequest, CancelOrderResponse, Code, PlaceOrderCall,
     PlaceOrderRequest, PlaceOrderResponse, QueryOrderCall, QueryOrderRequest, QueryOrderResponse,
 };
 use prost::Message;
-use std::sync::Arc;
-use tokio::time::Instant;
+use tonic::transport::Channel;
 
 use crate::frame::{Frame, MsgType};
-use crate::routing::BackendPool;
 
 /// A decoded request that needs an order-service backend.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +47,17 @@ impl BackendRequest {
             MsgType::QueryOrder => BackendRequest::Query(QueryOrderRequest::decode(body)?),
             _ => return Ok(None),
         }))
+    }
+
+    /// The idempotency key, when the request carries one (Place, Cancel):
+    /// such a request may be retried or hedged, the backend deduplicates it.
+    pub fn request_id(&self) -> Option<&str> {
+        let id = match self {
+            BackendRequest::Place(r) => &r.request_id,
+            BackendRequest::Cancel(r) => &r.request_id,
+            BackendRequest::Query(_) => return None,
+        };
+        (!id.is_empty()).then_some(id.as_str())
     }
 
     /// The request's message type.
@@ -132,20 +142,18 @@ pub fn status_to_code(status: &tonic::Status, request_timeout: Duration) -> (Cod
             Code::ServiceUnavailable,
             format!("order service unavailable: {}", status.message()),
         ),
-        tonic::Code::DeadlineExceeded => (Code::Timeout, timeout_message(request_timeout)),
+        // The server cancels a call whose propagated grpc-timeout expired.
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            (Code::Timeout, timeout_message(request_timeout))
+        }
         // tonic enforces the propagated gRPC timeout on the client side too.
         _ if has_source::<tonic::TimeoutExpired>(status) => {
             (Code::Timeout, timeout_message(request_timeout))
         }
-        _ if has_source::<tonic::ConnectError>(status)
-            || has_source::<tonic::transport::Error>(status)
-            || has_source::<std::io::Error>(status) =>
-        {
-            (
-                Code::ServiceUnavailable,
-                format!("order service unreachable: {}", status.message()),
-            )
-        }
+        _ if is_transport_error(status) => (
+            Code::ServiceUnavailable,
+            format!("order service unreachable: {}", status.message()),
+        ),
         other => (
             Code::Internal,
             format!("order service failed ({other:?}): {}", status.message()),
@@ -164,107 +172,71 @@ fn has_source<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
     false
 }
 
-/// Sends backend requests to the pool under a deadline.
-#[derive(Debug, Clone)]
-pub struct Dispatcher {
-    pool: Arc<BackendPool>,
-    request_timeout: Duration,
+/// Sends `request` for `account` to one backend with `timeout` as the gRPC
+/// timeout. One attempt: retries, hedges and the overall deadline are the
+/// caller's ([`crate::resilience::Router`]).
+pub async fn send(
+    mut client: OrderServiceClient<Channel>,
+    account: &str,
+    request: &BackendRequest,
+    correlation_id: u64,
+    timeout: Duration,
+) -> Result<BackendReply, tonic::Status> {
+    let account_id = account.to_owned();
+    match request.clone() {
+        BackendRequest::Place(r) => {
+            let request_id = r.request_id.clone();
+            let mut req = tonic::Request::new(PlaceOrderCall {
+                account_id,
+                request: Some(r),
+                correlation_id,
+            });
+            req.set_timeout(timeout);
+            let mut resp = client.place_order(req).await?.into_inner();
+            if resp.request_id.is_empty() {
+                resp.request_id = request_id;
+            }
+            Ok(BackendReply::Place(resp))
+        }
+        BackendRequest::Cancel(r) => {
+            let mut req = tonic::Request::new(CancelOrderCall {
+                account_id,
+                request: Some(r),
+                correlation_id,
+            });
+            req.set_timeout(timeout);
+            Ok(BackendReply::Cancel(
+                client.cancel_order(req).await?.into_inner(),
+            ))
+        }
+        BackendRequest::Query(r) => {
+            let mut req = tonic::Request::new(QueryOrderCall {
+                account_id,
+                request: Some(r),
+                correlation_id,
+            });
+            req.set_timeout(timeout);
+            Ok(BackendReply::Query(
+                client.query_order(req).await?.into_inner(),
+            ))
+        }
+    }
 }
 
-impl Dispatcher {
-    /// A dispatcher over `pool`; `request_timeout` is used in TIMEOUT messages.
-    pub fn new(pool: Arc<BackendPool>, request_timeout: Duration) -> Dispatcher {
-        Dispatcher {
-            pool,
-            request_timeout,
-        }
-    }
+/// Whether a gRPC failure is a transport error (connection refused or reset,
+/// connect failure): the request never reached a handler.
+pub fn is_transport_error(status: &tonic::Status) -> bool {
+    has_source::<tonic::ConnectError>(status)
+        || has_source::<tonic::transport::Error>(status)
+        || has_source::<std::io::Error>(status)
+}
 
-    /// The backend pool.
-    pub fn pool(&self) -> &Arc<BackendPool> {
-        &self.pool
-    }
-
-    /// Calls a backend for `account` and returns the typed answer; never
-    /// fails and never runs past `deadline`.
-    pub async fn call(
-        &self,
-        account: &str,
-        request: BackendRequest,
-        correlation_id: u64,
-        deadline: Instant,
-    ) -> BackendReply {
-        let Some(backend) = self.pool.pick() else {
-            return request.failure(
-                Code::ServiceUnavailable,
-                "no order-service backend configured",
-            );
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return request.failure(Code::Timeout, timeout_message(self.request_timeout));
-        }
-        let mut client = backend.client();
-        let account_id = account.to_owned();
-        let call = async {
-            match request.clone() {
-                BackendRequest::Place(r) => {
-                    let mut req = tonic::Request::new(PlaceOrderCall {
-                        account_id,
-                        request: Some(r),
-                        correlation_id,
-                    });
-                    req.set_timeout(remaining);
-                    client
-                        .place_order(req)
-                        .await
-                        .map(|resp| BackendReply::Place(resp.into_inner()))
-                }
-                BackendRequest::Cancel(r) => {
-                    let mut req = tonic::Request::new(CancelOrderCall {
-                        account_id,
-                        request: Some(r),
-                        correlation_id,
-                    });
-                    req.set_timeout(remaining);
-                    client
-                        .cancel_order(req)
-                        .await
-                        .map(|resp| BackendReply::Cancel(resp.into_inner()))
-                }
-                BackendRequest::Query(r) => {
-                    let mut req = tonic::Request::new(QueryOrderCall {
-                        account_id,
-                        request: Some(r),
-                        correlation_id,
-                    });
-                    req.set_timeout(remaining);
-                    client
-                        .query_order(req)
-                        .await
-                        .map(|resp| BackendReply::Query(resp.into_inner()))
-                }
-            }
-        };
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(mut reply)) => {
-                if let (BackendReply::Place(resp), BackendRequest::Place(req)) =
-                    (&mut reply, &request)
-                {
-                    if resp.request_id.is_empty() {
-                        resp.request_id.clone_from(&req.request_id);
-                    }
-                }
-                reply
-            }
-            Ok(Err(status)) => {
-                let (code, message) = status_to_code(&status, self.request_timeout);
-                tracing::debug!(backend = backend.url(), %status, "backend call failed");
-                request.failure(code, message)
-            }
-            Err(_) => request.failure(Code::Timeout, timeout_message(self.request_timeout)),
-        }
-    }
+/// Whether a gRPC failure is the propagated timeout expiring.
+pub fn is_timeout(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    ) || has_source::<tonic::TimeoutExpired>(status)
 }
 
 #[cfg(test)]
@@ -286,6 +258,10 @@ mod tests {
             status_to_code(&tonic::Status::internal("bug"), t).0,
             Code::Internal
         );
+        let cancelled = tonic::Status::cancelled("Timeout expired");
+        assert_eq!(status_to_code(&cancelled, t).0, Code::Timeout);
+        assert!(is_timeout(&cancelled));
+        assert!(!is_timeout(&tonic::Status::unavailable("down")));
         assert_eq!(
             status_to_code(&tonic::Status::invalid_argument("x"), t).0,
             Code::Internal
@@ -331,21 +307,5 @@ mod tests {
         assert!(
             BackendRequest::decode(MsgType::PlaceOrder, Bytes::from_static(&[0xff, 0xff])).is_err()
         );
-    }
-
-    #[tokio::test]
-    async fn empty_pool_is_unavailable_and_past_deadline_is_timeout() {
-        let pool = Arc::new(BackendPool::new::<&str>(&[]).unwrap());
-        let d = Dispatcher::new(pool, Duration::from_millis(50));
-        let req = BackendRequest::Query(QueryOrderRequest::default());
-        let r = d
-            .call("A", req.clone(), 1, Instant::now() + Duration::from_secs(1))
-            .await;
-        assert_eq!(r.code(), Code::ServiceUnavailable as i32);
-
-        let pool = Arc::new(BackendPool::new(&["http://127.0.0.1:1"]).unwrap());
-        let d = Dispatcher::new(pool, Duration::from_millis(50));
-        let r = d.call("A", req, 1, Instant::now()).await;
-        assert_eq!(r.code(), Code::Timeout as i32);
     }
 }

@@ -3,12 +3,18 @@
 //! Trading terminals connect over TCP and speak a framed protocol (24-byte
 //! header + protobuf body, see [`frame`]). The gateway authenticates each
 //! connection with a JWT ([`auth`]), forwards orders to the order-service
-//! backends over gRPC ([`routing`], [`dispatch`]) and writes the answers back
+//! backends over gRPC ([`dispatch`]) under the [`resilience`] policies
+//! (deadline, retry, hedging, breakers, bulkheads, health, live backend set)
+//! and writes the answers back
 //! in completion order, matched by correlation id ([`correlation`]).
 //!
 //! Layout (one job per module):
 //! * [`frame`] / [`codec`]: the wire format and its tokio-util codec;
 //! * [`connection`] (private) / [`writer`]: one client connection's read loop and writer task;
+//! * [`resilience`]: deadline, retries, hedging, retry budget, circuit
+//!   breakers, bulkheads, rate limit, health, load balancing and the live
+//!   backend set ([`Router`]);
+//! * [`config`] / [`config_file`]: every limit with its default, and the TOML file;
 //! * [`server`]: accept loop, connection limit, graceful shutdown;
 //! * [`client`]: an async client for the CLI, benches and tests.
 #![deny(missing_docs)]
@@ -17,10 +23,12 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod config_file;
 mod connection;
 pub mod correlation;
 pub mod dispatch;
 pub mod frame;
+pub mod resilience;
 pub mod routing;
 pub mod server;
 pub mod stats;
@@ -30,8 +38,9 @@ pub use auth::{mint_token, AuthError, JwtAuth};
 pub use client::{Client, ClientError};
 pub use codec::{FrameCodec, FrameError};
 pub use config::GatewayConfig;
+pub use config_file::GatewayFile;
 pub use correlation::CorrelationTable;
 pub use frame::{Frame, MsgType};
-pub use routing::BackendPool;
+pub use resilience::{ResilienceConfig, Router};
 pub use server::Gateway;
 pub use stats::GatewayStats;

@@ -20,9 +20,9 @@ use crate::codec::FrameCodec;
 use crate::config::GatewayConfig;
 use crate::connection::{serve, Shared};
 use crate::correlation::CorrelationTable;
-use crate::dispatch::Dispatcher;
 use crate::frame::Frame;
-use crate::routing::{BackendPool, BackendSettings};
+use crate::resilience::{BackendSet, Live, Router};
+use crate::routing::BackendSettings;
 use crate::stats::GatewayStats;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors).
@@ -62,11 +62,13 @@ impl Gateway {
             connect_timeout: config.backend_connect_timeout,
             keepalive_interval: config.backend_keepalive_interval,
         };
-        let pool = Arc::new(BackendPool::with_settings(&config.backends, settings)?);
+        let live = Arc::new(Live::new(config.resilience.clone())?);
+        let set = BackendSet::new(&config.backends, settings, live.clone())?;
+        let router = Arc::new(Router::new(set, live, config.request_timeout));
         let table = Arc::new(CorrelationTable::new(config.correlation_capacity));
         let shared = Arc::new(Shared {
             auth: JwtAuth::new(&config.jwt_secret),
-            dispatcher: Dispatcher::new(pool, config.request_timeout),
+            router,
             stats: GatewayStats::new(table.clone()),
             table,
             next_conn_id: AtomicU64::new(1),
@@ -89,9 +91,10 @@ impl Gateway {
         self.shared.stats.clone()
     }
 
-    /// The backend pool (e.g. to replace backends at runtime).
-    pub fn backends(&self) -> Arc<BackendPool> {
-        self.shared.dispatcher.pool().clone()
+    /// The router: backend set (add/drain/remove/reset), policies and
+    /// snapshot; valid after `run` returns too.
+    pub fn router(&self) -> Arc<Router> {
+        self.shared.router.clone()
     }
 
     /// Serves clients until `shutdown` resolves, then stops accepting, lets

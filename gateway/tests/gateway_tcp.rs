@@ -98,8 +98,11 @@ impl OrderService for FakeOrders {
 async fn start_backend() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<OrderServiceServer<FakeOrders>>().await;
     tokio::spawn(
         tonic::transport::Server::builder()
+            .add_service(health_service)
             .add_service(OrderServiceServer::new(FakeOrders))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -136,6 +139,9 @@ fn config(backend: String) -> GatewayConfig {
     let mut c = GatewayConfig::new(vec![backend], SECRET.to_vec());
     // Generous: the machine running the tests is shared and noisy.
     c.request_timeout = Duration::from_secs(5);
+    // These tests pipeline hundreds of requests to one backend; the bulkhead
+    // is tested in the resilience tests.
+    c.resilience.max_in_flight_per_backend = 4096;
     c
 }
 

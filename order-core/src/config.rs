@@ -1,29 +1,78 @@
 //! Configuration of the order service.
 
+use std::path::Path;
 use std::time::Duration;
+
+use crate::outbox::{OutboxConfig, SinkConfig};
 
 /// Settings of [`crate::serve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderServiceConfig {
-    /// Where orders live, e.g. `sqlite:/var/lib/hts/orders.db`. Several
-    /// order-service processes may share the same file.
+    /// Where orders live: `sqlite:/var/lib/hts/orders.db` or
+    /// `postgres://h1,h2/hts?target_session_attrs=read-write`. Several
+    /// order-service processes may share one store.
     pub store_url: String,
     /// gRPC URL of the account service, e.g. `http://127.0.0.1:50061`.
     pub account_service_url: String,
     /// How often pending releases (of canceled orders) are retried.
     pub release_retry_interval: Duration,
+    /// PostgreSQL connections per process.
+    pub db_pool_size: usize,
+    /// Event publishing.
+    pub outbox: OutboxConfig,
+    /// Fault injection (tests): exit right after the first commit that
+    /// produced an event, before publishing it.
+    pub fault_exit_after_commit: bool,
 }
 
 impl OrderServiceConfig {
     /// Default interval between retries of pending releases.
     pub const DEFAULT_RELEASE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-    /// A configuration with the default release retry interval.
+    /// A configuration with defaults: a SQLite store publishes to
+    /// `events.jsonl` beside its file, a PostgreSQL one publishes nowhere
+    /// until a sink is configured.
     pub fn new(store_url: impl Into<String>, account_service_url: impl Into<String>) -> Self {
+        let store_url = store_url.into();
+        let sink = default_sink(&store_url);
         Self {
-            store_url: store_url.into(),
+            store_url,
             account_service_url: account_service_url.into(),
             release_retry_interval: Self::DEFAULT_RELEASE_RETRY_INTERVAL,
+            db_pool_size: hts_pgkit::DEFAULT_POOL_SIZE,
+            outbox: OutboxConfig::new(sink),
+            fault_exit_after_commit: false,
         }
+    }
+}
+
+/// The event log beside a SQLite store (`events.jsonl` in its directory).
+pub fn default_event_log(store_url: &str) -> Option<std::path::PathBuf> {
+    let path = store_url.strip_prefix("sqlite:")?;
+    let path = Path::new(path.strip_prefix("//").unwrap_or(path));
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    Some(dir.join("events.jsonl"))
+}
+
+fn default_sink(store_url: &str) -> SinkConfig {
+    default_event_log(store_url)
+        .map(SinkConfig::File)
+        .unwrap_or(SinkConfig::Disabled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_stores_log_events_beside_the_database() {
+        let c = OrderServiceConfig::new("sqlite:/var/lib/hts/orders.db", "http://a");
+        assert_eq!(
+            c.outbox.sink,
+            SinkConfig::File("/var/lib/hts/events.jsonl".into())
+        );
+        let c = OrderServiceConfig::new("postgres://h/db", "http://a");
+        assert_eq!(c.outbox.sink, SinkConfig::Disabled);
+        assert_eq!(c.db_pool_size, 40);
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::service::{run_release_retries, OrderContext, OrderGrpc};
-use crate::{open_store, OrderServiceConfig};
+use crate::OrderServiceConfig;
 
 /// Aborts the background task when serving ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -28,11 +28,19 @@ pub async fn serve(
     config: OrderServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let url = config.store_url.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&url))
-        .await
-        .context("store open task failed")?
-        .with_context(|| format!("opening order store {}", config.store_url))?;
+    let faults = crate::fault::FaultInjector::new(crate::fault::FaultConfig::default());
+    serve_with_faults(listener, config, faults, shutdown).await
+}
+
+/// [`serve`] with `faults` injected into every OrderService call (the
+/// health service is not affected); for resilience tests.
+pub async fn serve_with_faults(
+    listener: TcpListener,
+    config: OrderServiceConfig,
+    faults: std::sync::Arc<crate::fault::FaultInjector>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (store, outbox) = crate::outbox::open_with_outbox(&config).await?;
     let accounts = AccountClient::connect_lazy(&config.account_service_url)
         .context("configuring the account service client")?;
     let ctx = OrderContext { store, accounts };
@@ -46,10 +54,15 @@ pub async fn serve(
     tracing::info!(addr = ?local, "order service listening");
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(OrderServiceServer::new(OrderGrpc::new(ctx)))
+        .add_service(OrderServiceServer::new(crate::fault::Faulty::new(
+            OrderGrpc::new(ctx),
+            faults,
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("order service transport failed")?;
+    // Graceful shutdown: publish what the fast path still holds.
+    outbox.shutdown().await;
     tracing::info!(addr = ?local, "order service stopped");
     Ok(())
 }

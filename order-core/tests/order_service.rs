@@ -63,6 +63,7 @@ async fn start_account(addr: SocketAddr, db: &Path) -> Server {
     let config = AccountServiceConfig {
         store_url: format!("sqlite:{}", db.display()),
         seed_demo: true,
+        db_pool_size: 4,
     };
     let task = tokio::spawn(hts_account_service::serve(listener, config, async move {
         let _ = stopped.await;
@@ -75,9 +76,11 @@ async fn start_order(db: &Path, account: SocketAddr) -> Server {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let config = OrderServiceConfig {
-        store_url: format!("sqlite:{}", db.display()),
-        account_service_url: format!("http://{account}"),
         release_retry_interval: Duration::from_millis(200),
+        ..OrderServiceConfig::new(
+            format!("sqlite:{}", db.display()),
+            format!("http://{account}"),
+        )
     };
     let task = tokio::spawn(hts_order_core::serve(listener, config, async move {
         let _ = stopped.await;

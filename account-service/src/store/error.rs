@@ -4,8 +4,11 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store URL names a backend this build does not support.
-    #[error("unsupported store url {0:?}: expected sqlite:PATH (PostgreSQL is not supported yet)")]
+    #[error("unsupported store url {0:?}: expected sqlite:PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// PostgreSQL reported an error (after retrying transient ones).
+    #[error("{0}")]
+    Postgres(#[from] hts_pgkit::PgError),
     /// SQLite reported an error.
     #[error("sqlite error: {0}")]
     Sqlite(#[from] rusqlite::Error),

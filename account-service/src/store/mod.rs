@@ -1,13 +1,14 @@
-//! The durable account ledger.
+//! The durable account ledger, on SQLite (embedded) or PostgreSQL.
 //!
-//! SQLite in WAL mode with `synchronous=FULL`; all writes go through one
+//! SQLite: WAL mode with `synchronous=FULL`; all writes go through one
 //! group-committing writer thread per process and use `BEGIN IMMEDIATE`, so
 //! several processes may share one database file. Reads use separate
-//! pooled connections.
+//! pooled connections. PostgreSQL: see [`postgres`].
 
 mod connection;
 mod error;
 mod ledger;
+mod postgres;
 mod read_pool;
 mod schema;
 mod url;
@@ -25,14 +26,22 @@ use writer::GroupWriter;
 /// Handle to the ledger; cheap to clone and shareable across tasks.
 #[derive(Clone)]
 pub struct AccountStore {
-    writer: GroupWriter,
-    reads: ReadPool,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        writer: GroupWriter,
+        reads: ReadPool,
+    },
+    Postgres(postgres::PgLedger),
 }
 
 impl AccountStore {
-    /// Opens (creating and migrating if needed) the store at `url`, which
-    /// must be `sqlite:PATH`. Blocking: call from `spawn_blocking` or before
-    /// the runtime gets busy.
+    /// Opens (creating and migrating if needed) the SQLite store at
+    /// `sqlite:PATH`. Blocking: call from `spawn_blocking` or before the
+    /// runtime gets busy. See [`AccountStore::connect`] for any URL.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let path = url::sqlite_path(url)?;
         let mut conn = connection::open(&path)?;
@@ -40,9 +49,26 @@ impl AccountStore {
         let writer = GroupWriter::spawn(conn, "account-store-writer")
             .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
-            writer,
-            reads: ReadPool::new(path),
+            backend: Backend::Sqlite {
+                writer,
+                reads: ReadPool::new(path),
+            },
         })
+    }
+
+    /// Opens the store at `url`: `sqlite:PATH`, or a PostgreSQL URL
+    /// (`postgres://…`, several hosts allowed) with a pool of `pool_size`
+    /// connections. Creates and migrates the database.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        if hts_pgkit::is_postgres_url(url) {
+            return Ok(Self {
+                backend: Backend::Postgres(postgres::PgLedger::connect(url, pool_size).await?),
+            });
+        }
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || Self::open(&url))
+            .await
+            .map_err(|e| StoreError::ReadTask(e.to_string()))?
     }
 
     /// Holds `amount` of `asset` on `account_id` under `reservation_id`.
@@ -64,9 +90,14 @@ impl AccountStore {
             asset: asset.to_owned(),
             amount,
         };
-        self.writer
-            .execute(move |conn| ledger::reserve(conn, &args))
-            .await
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                writer
+                    .execute(move |conn| ledger::reserve(conn, &args))
+                    .await
+            }
+            Backend::Postgres(pg) => pg.reserve(&args).await,
+        }
     }
 
     /// Returns the funds of a held reservation to `available`. Idempotent.
@@ -75,11 +106,16 @@ impl AccountStore {
         reservation_id: &str,
         account_id: &str,
     ) -> Result<ReleaseOutcome, StoreError> {
-        let reservation_id = reservation_id.to_owned();
-        let account_id = account_id.to_owned();
-        self.writer
-            .execute(move |conn| ledger::release(conn, &reservation_id, &account_id))
-            .await
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let reservation_id = reservation_id.to_owned();
+                let account_id = account_id.to_owned();
+                writer
+                    .execute(move |conn| ledger::release(conn, &reservation_id, &account_id))
+                    .await
+            }
+            Backend::Postgres(pg) => pg.release(reservation_id, account_id).await,
+        }
     }
 
     /// The balances of `account_id` ordered by asset, `None` if unknown.
@@ -87,17 +123,25 @@ impl AccountStore {
         &self,
         account_id: &str,
     ) -> Result<Option<Vec<AssetBalance>>, StoreError> {
-        let account_id = account_id.to_owned();
-        self.reads
-            .read(move |conn| ledger::account_balances(conn, &account_id))
-            .await
+        match &self.backend {
+            Backend::Sqlite { reads, .. } => {
+                let account_id = account_id.to_owned();
+                reads
+                    .read(move |conn| ledger::account_balances(conn, &account_id))
+                    .await
+            }
+            Backend::Postgres(pg) => pg.get_account(account_id).await,
+        }
     }
 
     /// Creates the demo accounts `ACC-0001`..`ACC-1000` (CASH 1e9 and 1e6
     /// shares of 005930, 000660 and 035420) in one transaction. Idempotent:
     /// existing accounts and balances are never reset.
     pub async fn seed_demo(&self) -> Result<(), StoreError> {
-        self.writer.execute(ledger::seed_demo).await
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.execute(ledger::seed_demo).await,
+            Backend::Postgres(pg) => pg.seed_demo().await,
+        }
     }
 }
 

@@ -33,6 +33,10 @@ async fn unsupported_url_is_rejected() {
         AccountStore::open("postgres://localhost/x"),
         Err(StoreError::UnsupportedUrl(_))
     ));
+    assert!(matches!(
+        AccountStore::connect("mysql://localhost/x", 4).await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
 }
 
 #[tokio::test]

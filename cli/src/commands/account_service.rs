@@ -10,9 +10,13 @@ pub struct AccountServiceArgs {
     /// Address to listen on for gRPC.
     #[arg(long, default_value = "127.0.0.1:50061")]
     pub listen: String,
-    /// Store URL, e.g. `sqlite:hts-data/accounts.db`.
+    /// Store URL: `sqlite:hts-data/accounts.db` or
+    /// `postgres://user@h1:5432,h2:5432/hts?target_session_attrs=read-write`.
     #[arg(long)]
     pub store: String,
+    /// PostgreSQL connections of this process.
+    #[arg(long, default_value_t = hts_pgkit::DEFAULT_POOL_SIZE)]
+    pub db_pool_size: usize,
     /// Seed the demo accounts ACC-0001…ACC-1000 (never resets existing balances).
     #[arg(long)]
     pub seed_demo: bool,
@@ -24,6 +28,7 @@ pub async fn run(args: AccountServiceArgs) -> anyhow::Result<ExitCode> {
     let config = AccountServiceConfig {
         store_url: args.store,
         seed_demo: args.seed_demo,
+        db_pool_size: args.db_pool_size,
     };
     hts_account_service::serve(listener, config, crate::shutdown::signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -85,6 +85,9 @@ pub struct PlaceArgs {
     /// Idempotency key; repeat a request with the same id to retry it safely. Default: a new UUID.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// How often to re-send the same request after TIMEOUT or SERVICE_UNAVAILABLE.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
 }
 
 /// Flags of `hts cancel`.
@@ -98,6 +101,9 @@ pub struct CancelArgs {
     /// Request id of the cancel. Default: a new UUID.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// How often to re-send the same request after TIMEOUT or SERVICE_UNAVAILABLE.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
 }
 
 /// Flags of `hts query`.
@@ -108,6 +114,9 @@ pub struct QueryArgs {
     /// Order to look up.
     #[arg(long)]
     pub order_id: String,
+    /// How often to re-send the query after TIMEOUT or SERVICE_UNAVAILABLE (reads are always safe to repeat).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
 }
 
 /// Flags of `hts balance`.
@@ -139,7 +148,7 @@ pub async fn place(args: PlaceArgs) -> anyhow::Result<ExitCode> {
         price: args.price,
         quantity: args.quantity,
     };
-    let r = client.place(request).await?;
+    let r = with_retries(args.retries, || client.place(request.clone()), |r| r.code).await?;
     println!("code={}", code_name(r.code));
     println!("message={}", r.message);
     println!("request_id={}", r.request_id);
@@ -158,7 +167,7 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         order_id: args.order_id,
     };
-    let r = client.cancel(request).await?;
+    let r = with_retries(args.retries, || client.cancel(request.clone()), |r| r.code).await?;
     println!("code={}", code_name(r.code));
     println!("message={}", r.message);
     println!("order_id={}", r.order_id);
@@ -169,11 +178,10 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
 /// `hts query`.
 pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let client = args.connect.login().await?;
-    let r = client
-        .query(QueryOrderRequest {
-            order_id: args.order_id,
-        })
-        .await?;
+    let request = QueryOrderRequest {
+        order_id: args.order_id,
+    };
+    let r = with_retries(args.retries, || client.query(request.clone()), |r| r.code).await?;
     println!("code={}", code_name(r.code));
     println!("message={}", r.message);
     if let Some(o) = r.order {
@@ -209,6 +217,36 @@ pub async fn balance(args: BalanceArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends a request, and re-sends the same request (same request_id) up to
+/// `retries` times while the answer is TIMEOUT (outcome unknown) or
+/// SERVICE_UNAVAILABLE (nothing stored). Both are safe to repeat: the order
+/// services deduplicate by request_id, so a retry never places a second order.
+async fn with_retries<R, F, Fut>(
+    retries: u32,
+    mut send: F,
+    code: impl Fn(&R) -> i32,
+) -> Result<R, hts_gateway::ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<R, hts_gateway::ClientError>>,
+{
+    let mut attempt = 0;
+    loop {
+        let response = send().await?;
+        let c = code(&response);
+        let retryable = c == Code::Timeout as i32 || c == Code::ServiceUnavailable as i32;
+        if !retryable || attempt >= retries {
+            return Ok(response);
+        }
+        attempt += 1;
+        eprintln!(
+            "{} on attempt {attempt}; re-sending the same request",
+            code_name(c)
+        );
+        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+    }
 }
 
 /// The protobuf name of a response code, e.g. `OK`.

@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// Do not place the sample order at start-up.
     #[arg(long)]
     pub no_sample: bool,
+    /// Overall deadline of each request at the gateway, in milliseconds
+    /// (default: the gateway's own, 50 ms).
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
 }
 
 type ServiceTask = JoinHandle<anyhow::Result<()>>;
@@ -58,6 +62,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let account_config = AccountServiceConfig {
         store_url: sqlite_url(&args.data_dir, "accounts.db"),
         seed_demo: true,
+        db_pool_size: hts_pgkit::DEFAULT_POOL_SIZE,
     };
     backend_tasks.push(tokio::spawn(hts_account_service::serve(
         account_listener,
@@ -70,9 +75,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         backend_urls.push(format!("http://{}", listener.local_addr()?));
         let config = OrderServiceConfig {
-            store_url: sqlite_url(&args.data_dir, "orders.db"),
-            account_service_url: account_url.clone(),
             release_retry_interval: Duration::from_secs(1),
+            ..OrderServiceConfig::new(sqlite_url(&args.data_dir, "orders.db"), account_url.clone())
         };
         backend_tasks.push(tokio::spawn(hts_order_core::serve(
             listener,
@@ -89,11 +93,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let (gateway_listener, gateway_addr) =
         super::bind_and_announce("gateway", &args.listen).await?;
-    let gateway_config = GatewayConfig {
+    let mut gateway_config = GatewayConfig {
         backends: backend_urls.clone(),
         jwt_secret: secret.clone(),
         ..GatewayConfig::default()
     };
+    if let Some(ms) = args.request_timeout_ms {
+        gateway_config.request_timeout = Duration::from_millis(ms);
+    }
     let gateway = Gateway::from_listener(gateway_listener, gateway_config)?;
     let gateway_stop = CancellationToken::new();
     let mut gateway_task: ServiceTask =

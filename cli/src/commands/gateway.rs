@@ -1,19 +1,29 @@
 //! `hts gateway`: the TCP front door in front of order-service backends.
+//!
+//! Configuration: defaults ([`GatewayConfig::default`]), then the TOML file
+//! of `--config`, then flags. Signals: SIGHUP re-reads the file (plus the
+//! same flags) and applies the backend list and resilience policies live;
+//! SIGUSR1 prints one line `hts gateway stats {json}` (router snapshot and
+//! gateway counters) on standard output; SIGINT/SIGTERM drain and exit.
 
 use clap::Args;
-use hts_gateway::{Gateway, GatewayConfig};
+use hts_gateway::{Gateway, GatewayConfig, GatewayFile, ResilienceConfig, Router};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Flags of `hts gateway`; every limit defaults to [`GatewayConfig::default`].
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
     /// Address to listen on for client terminals.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub listen: String,
-    /// gRPC URL of an order-service backend; repeat for several.
-    #[arg(long = "backend", required = true)]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// TOML config file (backends, limits, `[resilience]`); re-read on SIGHUP.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// gRPC URL of an order-service backend; repeat for several (overrides the file's list).
+    #[arg(long = "backend")]
     pub backends: Vec<String>,
     /// File holding the JWT secret (else HTS_JWT_SECRET, else hts-data/jwt.secret).
     #[arg(long)]
@@ -36,17 +46,173 @@ pub struct GatewayArgs {
     /// Most requests in flight on one connection.
     #[arg(long)]
     pub max_in_flight_per_connection: Option<usize>,
+    /// Resilience policies (override the file's `[resilience]` table).
+    #[command(flatten)]
+    pub resilience: ResilienceArgs,
+}
+
+/// Resilience flags; each overrides the config file's value.
+#[derive(Debug, Args)]
+pub struct ResilienceArgs {
+    /// Retries per request (each to a different backend).
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// Pause before a retry, in milliseconds.
+    #[arg(long)]
+    pub retry_backoff_ms: Option<u64>,
+    /// Share of recent requests retries and hedges may add (0.1 = 10 %).
+    #[arg(long)]
+    pub retry_budget_ratio: Option<f32>,
+    /// Retries per second always allowed on top of the ratio.
+    #[arg(long)]
+    pub retry_budget_min_per_sec: Option<u32>,
+    /// Hedge slow requests that carry a request_id (true/false).
+    #[arg(long)]
+    pub hedging: Option<bool>,
+    /// Lower bound of the hedge delay, in milliseconds.
+    #[arg(long)]
+    pub hedge_min_delay_ms: Option<u64>,
+    /// Upper bound of the hedge delay, in milliseconds.
+    #[arg(long)]
+    pub hedge_max_delay_ms: Option<u64>,
+    /// Recent calls per backend the breaker evaluates (and minimum volume).
+    #[arg(long)]
+    pub breaker_window: Option<usize>,
+    /// Failure ratio at which a breaker opens.
+    #[arg(long)]
+    pub breaker_failure_ratio: Option<f64>,
+    /// Time an open breaker waits before half-open, in milliseconds.
+    #[arg(long)]
+    pub breaker_delay_ms: Option<u64>,
+    /// Cap of the doubled open period after failed probes, in milliseconds.
+    #[arg(long)]
+    pub breaker_max_delay_ms: Option<u64>,
+    /// Probe calls a half-open breaker lets through.
+    #[arg(long)]
+    pub breaker_half_open_probes: Option<u32>,
+    /// In-flight calls per backend.
+    #[arg(long)]
+    pub max_in_flight_per_backend: Option<usize>,
+    /// In-flight requests over the whole gateway.
+    #[arg(long)]
+    pub max_in_flight_global: Option<usize>,
+    /// Requests per second per account (0 = no limit).
+    #[arg(long)]
+    pub account_rate_per_sec: Option<u32>,
+    /// Burst per account.
+    #[arg(long)]
+    pub account_burst: Option<u32>,
+    /// Interval of active health checks, in milliseconds.
+    #[arg(long)]
+    pub health_interval_ms: Option<u64>,
+    /// Consecutive transport failures that eject a backend (0 = off).
+    #[arg(long)]
+    pub outlier_consecutive_failures: Option<u32>,
+    /// Half-life of a backend's latency EWMA without samples, in milliseconds (0 = never fades).
+    #[arg(long)]
+    pub ewma_half_life_ms: Option<u64>,
+}
+
+impl ResilienceArgs {
+    /// `base` with every given flag applied.
+    pub fn apply(&self, mut r: ResilienceConfig) -> ResilienceConfig {
+        let ms = Duration::from_millis;
+        if let Some(v) = self.max_retries {
+            r.max_retries = v;
+        }
+        if let Some(v) = self.retry_backoff_ms {
+            r.retry_backoff = ms(v);
+        }
+        if let Some(v) = self.retry_budget_ratio {
+            r.retry_budget_ratio = v;
+        }
+        if let Some(v) = self.retry_budget_min_per_sec {
+            r.retry_budget_min_per_sec = v;
+        }
+        if let Some(v) = self.hedging {
+            r.hedging = v;
+        }
+        if let Some(v) = self.hedge_min_delay_ms {
+            r.hedge_min_delay = ms(v);
+        }
+        if let Some(v) = self.hedge_max_delay_ms {
+            r.hedge_max_delay = ms(v);
+        }
+        if let Some(v) = self.breaker_window {
+            r.breaker_window = v;
+        }
+        if let Some(v) = self.breaker_failure_ratio {
+            r.breaker_failure_ratio = v;
+        }
+        if let Some(v) = self.breaker_delay_ms {
+            r.breaker_delay = ms(v);
+        }
+        if let Some(v) = self.breaker_max_delay_ms {
+            r.breaker_max_delay = ms(v);
+        }
+        if let Some(v) = self.breaker_half_open_probes {
+            r.breaker_half_open_probes = v;
+        }
+        if let Some(v) = self.max_in_flight_per_backend {
+            r.max_in_flight_per_backend = v;
+        }
+        if let Some(v) = self.max_in_flight_global {
+            r.max_in_flight_global = v;
+        }
+        if let Some(v) = self.account_rate_per_sec {
+            r.account_rate_per_sec = v;
+        }
+        if let Some(v) = self.account_burst {
+            r.account_burst = v;
+        }
+        if let Some(v) = self.health_interval_ms {
+            r.health_interval = ms(v);
+        }
+        if let Some(v) = self.outlier_consecutive_failures {
+            r.outlier_consecutive_failures = v;
+        }
+        if let Some(v) = self.ewma_half_life_ms {
+            r.ewma_half_life = ms(v);
+        }
+        r
+    }
 }
 
 impl GatewayArgs {
-    /// The gateway configuration these flags describe.
-    pub fn config(&self, jwt_secret: Vec<u8>) -> GatewayConfig {
+    /// Reads the config file, if any.
+    fn file(&self) -> anyhow::Result<GatewayFile> {
+        Ok(match &self.config {
+            Some(path) => GatewayFile::load(path)?,
+            None => GatewayFile::default(),
+        })
+    }
+
+    /// The listen address: flag, else file, else 127.0.0.1:7070.
+    fn listen(&self, file: &GatewayFile) -> String {
+        self.listen
+            .clone()
+            .or_else(|| file.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:7070".to_owned())
+    }
+
+    /// The backend list: flags, else the file's.
+    fn backends(&self, file: &GatewayFile) -> Vec<String> {
+        if self.backends.is_empty() {
+            file.backends.clone()
+        } else {
+            self.backends.clone()
+        }
+    }
+
+    /// The gateway configuration the file and flags describe.
+    pub fn config(&self, file: &GatewayFile, jwt_secret: Vec<u8>) -> GatewayConfig {
         let mut config = GatewayConfig {
-            backends: self.backends.clone(),
+            backends: self.backends(file),
             jwt_secret,
+            resilience: self.resilience.apply(file.resilience.clone()),
             ..GatewayConfig::default()
         };
-        if let Some(ms) = self.request_timeout_ms {
+        if let Some(ms) = self.request_timeout_ms.or(file.request_timeout_ms) {
             config.request_timeout = Duration::from_millis(ms);
         }
         if let Some(n) = self.max_body_len {
@@ -58,21 +224,84 @@ impl GatewayArgs {
         if let Some(s) = self.idle_timeout_secs {
             config.idle_timeout = Duration::from_secs(s);
         }
-        if let Some(n) = self.max_connections {
+        if let Some(n) = self.max_connections.or(file.max_connections) {
             config.max_connections = n;
         }
-        if let Some(n) = self.max_in_flight_per_connection {
+        if let Some(n) = self
+            .max_in_flight_per_connection
+            .or(file.max_in_flight_per_connection)
+        {
             config.max_in_flight_per_connection = n;
         }
         config
+    }
+
+    /// Re-reads the file and applies backends and policies to `router`.
+    fn reload(&self, router: &Router) -> anyhow::Result<()> {
+        let file = self.file()?;
+        let resilience = self.resilience.apply(file.resilience.clone());
+        router.reload(resilience, &self.backends(&file))
     }
 }
 
 /// Runs the gateway until SIGINT/SIGTERM, then drains in-flight requests.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let file = args.file()?;
+    anyhow::ensure!(
+        !args.backends(&file).is_empty(),
+        "no backend: give --backend URL or a config file with backends"
+    );
     let secret = crate::secret::resolve(args.jwt_secret_file.as_deref())?;
-    let (listener, _) = super::bind_and_announce("gateway", &args.listen).await?;
-    let gateway = Gateway::from_listener(listener, args.config(secret))?;
+    let config = args.config(&file, secret);
+    let (listener, _) = super::bind_and_announce("gateway", &args.listen(&file)).await?;
+    let gateway = Gateway::from_listener(listener, config)?;
+    let router = gateway.router();
+    let stats = gateway.stats();
+    let args = Arc::new(args);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let (reload_args, reload_router) = (args.clone(), router.clone());
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match reload_args.reload(&reload_router) {
+                    Ok(()) => {
+                        tracing::info!("configuration reloaded");
+                        print_line("gateway reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration reload failed; keeping the old one")
+                    }
+                }
+            }
+        });
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                let line = serde_json::json!({
+                    "router": router.snapshot(),
+                    "correlation_len": stats.correlation_len(),
+                    "dropped_answers": stats.dropped_answers(),
+                    "open_connections": stats.open_connections(),
+                    "responses": stats
+                        .responses_by_code()
+                        .iter()
+                        .map(|(code, n)| (code.as_str_name().to_owned(), *n))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                });
+                print_line(&format!("gateway stats {line}"));
+            }
+        });
+    }
     gateway.run(crate::shutdown::signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `hts TEXT` on standard output and flushes (tests and scripts read it).
+fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "hts {text}");
+    let _ = out.flush();
 }

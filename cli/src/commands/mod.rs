@@ -3,6 +3,7 @@
 pub mod account_service;
 pub mod client;
 pub mod demo;
+pub mod events;
 pub mod gateway;
 pub mod order_service;
 pub mod token;

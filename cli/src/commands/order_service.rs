@@ -1,6 +1,8 @@
 //! `hts order-service`: one order-service backend over gRPC.
 
 use clap::Args;
+use hts_order_core::fault::{FaultConfig, FaultInjector};
+use hts_order_core::outbox::{DlqPolicy, KafkaConfig, OutboxConfig, SinkConfig};
 use hts_order_core::OrderServiceConfig;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,24 +13,132 @@ pub struct OrderServiceArgs {
     /// Address to listen on for gRPC.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: String,
-    /// Store URL, e.g. `sqlite:hts-data/orders.db`; several order services may share one.
-    #[arg(long)]
+    /// Store URL: `sqlite:hts-data/orders.db` or `postgres://user@h1:5432,h2:5432/hts?target_session_attrs=read-write`;
+    /// several order services may share one.
+    #[arg(long, required_unless_present = "echo", default_value = "")]
     pub store: String,
     /// URL of the account service, e.g. `http://127.0.0.1:50061`.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "echo", default_value = "")]
     pub account_service: String,
+    /// Benchmarks only: answer every call OK at once, without store or account service.
+    #[arg(long)]
+    pub echo: bool,
     /// How often reservations of cancelled orders that could not be released yet are retried.
     #[arg(long, default_value_t = 1000)]
     pub release_retry_interval_ms: u64,
+    /// PostgreSQL connections of this process.
+    #[arg(long, default_value_t = hts_pgkit::DEFAULT_POOL_SIZE)]
+    pub db_pool_size: usize,
+    /// Kafka bootstrap servers; events are published there (else to the event log).
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
+    /// How long the Kafka producer keeps trying one message.
+    #[arg(long, default_value_t = 30_000)]
+    pub kafka_message_timeout_ms: u64,
+    /// Do not create the topics at start-up (they must exist).
+    #[arg(long)]
+    pub kafka_no_create_topics: bool,
+    /// Topic of order events.
+    #[arg(long, default_value = OutboxConfig::DEFAULT_TOPIC)]
+    pub events_topic: String,
+    /// Dead-letter topic.
+    #[arg(long, default_value = OutboxConfig::DEFAULT_DLQ_TOPIC)]
+    pub dlq_topic: String,
+    /// JSON-lines event log used without --kafka-brokers (default: events.jsonl beside a SQLite store).
+    #[arg(long)]
+    pub events_log: Option<std::path::PathBuf>,
+    /// Most events per fast-path publish.
+    #[arg(long, default_value_t = 500)]
+    pub outbox_batch_size: usize,
+    /// Longest wait to fill a fast-path batch, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub outbox_flush_ms: u64,
+    /// How often the recovery job republishes rows left READY, in milliseconds.
+    #[arg(long, default_value_t = 300_000)]
+    pub outbox_recovery_interval_ms: u64,
+    /// How long a row must have been READY before recovery republishes it, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub outbox_grace_ms: u64,
+    /// Most rows one recovery round claims.
+    #[arg(long, default_value_t = 500)]
+    pub outbox_recovery_batch: usize,
+    /// Failed publishes before an event goes to the dead-letter topic.
+    #[arg(long, default_value_t = 3)]
+    pub outbox_max_retries: i32,
+    /// Minimum age before an event goes to the dead-letter topic, in milliseconds.
+    #[arg(long, default_value_t = 3_600_000)]
+    pub outbox_dlq_after_ms: u64,
+    /// Fault injection (tests): exit right after the first commit that
+    /// produced an event, before publishing it or answering.
+    #[arg(long)]
+    pub fault_exit_after_commit: bool,
+    /// Fault injection (tests): share of calls answered gRPC UNAVAILABLE.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_error_ratio: f64,
+    /// Fault injection: latency added to the affected calls, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub fault_latency_ms: u64,
+    /// Fault injection: share of calls that get the added latency (default all).
+    #[arg(long)]
+    pub fault_latency_ratio: Option<f64>,
+    /// Fault injection: share of calls never answered.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_hang_ratio: f64,
+    /// Fault injection: exit the process when this many calls have arrived.
+    #[arg(long)]
+    pub fault_crash_after: Option<u64>,
+    /// Fault injection: JSON file with the same settings
+    /// (`{"error_ratio":0.5,"latency_ms":200,"latency_ratio":0.1,"hang_ratio":0,"crash_after":null}`),
+    /// polled every 100 ms so faults can change while serving.
+    #[arg(long)]
+    pub fault_file: Option<std::path::PathBuf>,
 }
 
 impl OrderServiceArgs {
     /// The library configuration these flags describe.
     pub fn config(&self) -> OrderServiceConfig {
-        OrderServiceConfig {
-            store_url: self.store.clone(),
-            account_service_url: self.account_service.clone(),
-            release_retry_interval: Duration::from_millis(self.release_retry_interval_ms),
+        let mut config = OrderServiceConfig::new(self.store.clone(), self.account_service.clone());
+        config.release_retry_interval = Duration::from_millis(self.release_retry_interval_ms);
+        config.db_pool_size = self.db_pool_size;
+        config.fault_exit_after_commit = self.fault_exit_after_commit;
+        let outbox = &mut config.outbox;
+        if let Some(brokers) = &self.kafka_brokers {
+            outbox.sink = SinkConfig::Kafka(KafkaConfig {
+                brokers: brokers.clone(),
+                dlq_topic: self.dlq_topic.clone(),
+                message_timeout: Duration::from_millis(self.kafka_message_timeout_ms),
+                create_topics: !self.kafka_no_create_topics,
+            });
+        } else if let Some(path) = &self.events_log {
+            outbox.sink = SinkConfig::File(path.clone());
+        }
+        outbox.topic = self.events_topic.clone();
+        outbox.dlq_topic = self.dlq_topic.clone();
+        outbox.batch_size = self.outbox_batch_size;
+        outbox.flush_interval = Duration::from_millis(self.outbox_flush_ms);
+        outbox.recovery_interval = Duration::from_millis(self.outbox_recovery_interval_ms.max(1));
+        outbox.recovery_grace = Duration::from_millis(self.outbox_grace_ms);
+        outbox.recovery_batch = self.outbox_recovery_batch;
+        outbox.dlq = DlqPolicy {
+            max_retries: self.outbox_max_retries,
+            min_age: Duration::from_millis(self.outbox_dlq_after_ms),
+        };
+        config
+    }
+}
+
+/// How often `--fault-file` is re-read.
+const FAULT_FILE_POLL: Duration = Duration::from_millis(100);
+
+impl OrderServiceArgs {
+    /// The fault settings of the `--fault-*` flags.
+    pub fn faults(&self) -> FaultConfig {
+        FaultConfig {
+            error_ratio: self.fault_error_ratio,
+            latency_ms: self.fault_latency_ms,
+            latency_ratio: self.fault_latency_ratio,
+            hang_ratio: self.fault_hang_ratio,
+            crash_after: self.fault_crash_after,
         }
     }
 }
@@ -36,6 +146,21 @@ impl OrderServiceArgs {
 /// Runs one order service until SIGINT/SIGTERM.
 pub async fn run(args: OrderServiceArgs) -> anyhow::Result<ExitCode> {
     let (listener, _) = super::bind_and_announce("order-service", &args.listen).await?;
-    hts_order_core::serve(listener, args.config(), crate::shutdown::signal()).await?;
+    if args.echo {
+        hts_order_core::serve_echo(listener, crate::shutdown::signal()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let faults = FaultInjector::new(args.faults());
+    if let Some(path) = &args.fault_file {
+        if path.exists() {
+            faults.set(FaultConfig::from_file(path)?);
+        }
+        tokio::spawn(faults.clone().watch_file(path.clone(), FAULT_FILE_POLL));
+    }
+    if faults.get().is_active() || args.fault_file.is_some() {
+        tracing::warn!(faults = ?faults.get(), "fault injection is enabled");
+    }
+    hts_order_core::serve_with_faults(listener, args.config(), faults, crate::shutdown::signal())
+        .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,26 +1,55 @@
 //! Durable order storage.
 //!
 //! [`OrderStore`] is the storage contract used by the service; [`open_store`]
-//! picks the implementation from a URL (`sqlite:PATH` today).
+//! picks the implementation from a URL: `sqlite:PATH` (embedded, the demo)
+//! or `postgres://…` (production). Both write each order's outbox event in
+//! the order's own transaction.
 
 mod error;
+mod postgres;
 mod sqlite;
 mod types;
 
 use std::sync::Arc;
 
+use crate::outbox::{AfterCommit, OutboxConfig, OutboxStore};
+
 pub use error::StoreError;
+pub use postgres::PgOrderStore;
+pub(crate) use sqlite::now_unix_ms;
 pub use sqlite::SqliteOrderStore;
 pub use types::{CancelOutcome, InsertOutcome, NewOrder, PendingRelease, StoredOrder};
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// PostgreSQL pool size (ignored by SQLite).
+    pub pool_size: usize,
+    /// Topic recorded in outbox rows.
+    pub events_topic: String,
+    /// Receives the events of every commit (the fast path).
+    pub after_commit: AfterCommit,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: hts_pgkit::DEFAULT_POOL_SIZE,
+            events_topic: OutboxConfig::DEFAULT_TOPIC.to_owned(),
+            after_commit: AfterCommit::none(),
+        }
+    }
+}
 
 /// Storage of orders, their idempotency records and pending releases.
 ///
 /// Implementations must be safe to share between several processes: the
 /// uniqueness of `(account_id, request_id)` is enforced by the database,
 /// never by an in-process lock. Every mutating call returns only after its
-/// effect is durably committed.
+/// effect is durably committed. A committed place or cancel also commits
+/// its outbox event ([`OutboxStore`]).
 #[async_trait::async_trait]
-pub trait OrderStore: Send + Sync {
+pub trait OrderStore: OutboxStore + Send + Sync {
     /// The order placed by `account_id` under `request_id`, if any.
     async fn find_by_request(
         &self,
@@ -49,9 +78,19 @@ pub trait OrderStore: Send + Sync {
     async fn complete_release(&self, reservation_id: &str) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `url` (`sqlite:PATH`; other schemes are
-/// rejected with [`StoreError::UnsupportedUrl`]). Blocking: creates and
-/// migrates the database.
-pub fn open_store(url: &str) -> Result<Arc<dyn OrderStore>, StoreError> {
-    Ok(Arc::new(SqliteOrderStore::open(url)?))
+/// Opens the store named by `url`: `sqlite:PATH`, or a PostgreSQL URL
+/// (`postgres://…`, several hosts allowed); other schemes are rejected with
+/// [`StoreError::UnsupportedUrl`]. Creates and migrates the database.
+pub async fn open_store(
+    url: &str,
+    options: StoreOptions,
+) -> Result<Arc<dyn OrderStore>, StoreError> {
+    if hts_pgkit::is_postgres_url(url) {
+        return Ok(Arc::new(PgOrderStore::connect(url, options).await?));
+    }
+    let url = url.to_owned();
+    let store = tokio::task::spawn_blocking(move || SqliteOrderStore::open_with(&url, options))
+        .await
+        .map_err(|e| StoreError::ReadTask(e.to_string()))??;
+    Ok(Arc::new(store))
 }

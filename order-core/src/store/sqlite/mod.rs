@@ -7,6 +7,7 @@
 //! reads run on pooled connections in blocking tasks.
 
 mod connection;
+mod outbox;
 mod queries;
 mod read_pool;
 mod rows;
@@ -14,13 +15,19 @@ mod schema;
 mod url;
 mod writer;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use read_pool::ReadPool;
+use uuid::Uuid;
 use writer::GroupWriter;
 
 use super::{
-    CancelOutcome, InsertOutcome, NewOrder, OrderStore, PendingRelease, StoreError, StoredOrder,
+    CancelOutcome, InsertOutcome, NewOrder, OrderStore, PendingRelease, StoreError, StoreOptions,
+    StoredOrder,
+};
+use crate::outbox::{
+    publish_claimed, AfterCommit, Decision, DlqPolicy, EventSink, OutboxStats, OutboxStore,
+    RecoveryReport,
 };
 
 /// Order store backed by a SQLite file.
@@ -28,12 +35,19 @@ use super::{
 pub struct SqliteOrderStore {
     writer: GroupWriter,
     reads: ReadPool,
+    topic: String,
+    after_commit: AfterCommit,
 }
 
 impl SqliteOrderStore {
-    /// Opens (creating and migrating if needed) the store at `sqlite:PATH`.
-    /// Blocking.
+    /// Opens (creating and migrating if needed) the store at `sqlite:PATH`
+    /// with default options. Blocking.
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, StoreOptions::default())
+    }
+
+    /// Opens the store at `sqlite:PATH` with `options`. Blocking.
+    pub fn open_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let path = url::sqlite_path(url)?;
         let mut conn = connection::open(&path)?;
         schema::migrate(&mut conn)?;
@@ -42,6 +56,8 @@ impl SqliteOrderStore {
         Ok(Self {
             writer,
             reads: ReadPool::new(path),
+            topic: options.events_topic,
+            after_commit: options.after_commit,
         })
     }
 }
@@ -61,9 +77,13 @@ impl OrderStore for SqliteOrderStore {
 
     async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError> {
         let order_id = uuid::Uuid::now_v7().to_string();
-        self.writer
-            .execute(move |conn| queries::insert_order(conn, &order, &order_id))
-            .await
+        let topic = self.topic.clone();
+        let (outcome, events) = self
+            .writer
+            .execute(move |conn| queries::insert_order(conn, &order, &order_id, &topic))
+            .await?;
+        self.after_commit.committed(events);
+        Ok(outcome)
     }
 
     async fn get_order(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError> {
@@ -75,9 +95,13 @@ impl OrderStore for SqliteOrderStore {
 
     async fn cancel_order(&self, order_id: &str) -> Result<CancelOutcome, StoreError> {
         let order_id = order_id.to_owned();
-        self.writer
-            .execute(move |conn| queries::cancel_order(conn, &order_id))
-            .await
+        let topic = self.topic.clone();
+        let (outcome, events) = self
+            .writer
+            .execute(move |conn| queries::cancel_order(conn, &order_id, &topic))
+            .await?;
+        self.after_commit.committed(events);
+        Ok(outcome)
     }
 
     async fn schedule_release(&self, release: PendingRelease) -> Result<(), StoreError> {
@@ -97,6 +121,64 @@ impl OrderStore for SqliteOrderStore {
         self.writer
             .execute(move |conn| queries::complete_release(conn, &reservation_id))
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl OutboxStore for SqliteOrderStore {
+    async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
+        let ids = event_ids.to_vec();
+        self.writer
+            .execute(move |conn| outbox::mark_sent(conn, &ids))
+            .await
+    }
+
+    async fn record_failures(&self, failures: &[(Uuid, String)]) -> Result<(), StoreError> {
+        let failures = failures.to_vec();
+        self.writer
+            .execute(move |conn| outbox::record_failures(conn, &failures))
+            .await
+    }
+
+    async fn recover(
+        &self,
+        grace: Duration,
+        limit: usize,
+        policy: DlqPolicy,
+        sink: &dyn EventSink,
+    ) -> Result<RecoveryReport, StoreError> {
+        let claimed = self
+            .writer
+            .execute(move |conn| outbox::claim(conn, grace, limit))
+            .await?;
+        if claimed.is_empty() {
+            return Ok(RecoveryReport::default());
+        }
+        let decisions = publish_claimed(claimed, policy, sink).await;
+        let mut report = RecoveryReport::default();
+        let (mut sent, mut dead, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        for decision in decisions {
+            match decision {
+                Decision::Sent(id) => sent.push(id),
+                Decision::DeadLettered(id) => dead.push(id),
+                Decision::Failed(id, e) => failed.push((id, e)),
+            }
+        }
+        report.published = sent.len();
+        report.dead_lettered = dead.len();
+        report.failed = failed.len();
+        self.writer
+            .execute(move |conn| {
+                outbox::mark_sent(conn, &sent)?;
+                outbox::mark_dlq(conn, &dead)?;
+                outbox::record_failures(conn, &failed)
+            })
+            .await?;
+        Ok(report)
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.reads.read(outbox::stats).await
     }
 }
 

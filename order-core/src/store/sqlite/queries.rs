@@ -5,7 +5,9 @@ use hts_proto::v1::OrderStatus;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::now_unix_ms;
+use super::outbox::insert_event;
 use super::rows::{order_from_row, ORDER_COLUMNS};
+use crate::outbox::{EventType, OutboxEvent};
 use crate::store::{
     CancelOutcome, InsertOutcome, NewOrder, PendingRelease, StoreError, StoredOrder,
 };
@@ -35,12 +37,15 @@ pub(crate) fn get_order(
 }
 
 /// Inserts unless `(account_id, request_id)` exists; the UNIQUE constraint
-/// decides the winner even across processes.
+/// decides the winner even across processes. An inserted order gets its
+/// outbox event (bound for `topic`) in the same transaction; it is returned
+/// for the fast path.
 pub(crate) fn insert_order(
     conn: &Connection,
     order: &NewOrder,
     order_id: &str,
-) -> Result<InsertOutcome, StoreError> {
+    topic: &str,
+) -> Result<(InsertOutcome, Vec<OutboxEvent>), StoreError> {
     let now = now_unix_ms();
     let inserted = conn
         .prepare_cached(
@@ -73,13 +78,22 @@ pub(crate) fn insert_order(
         ))
     })?;
     Ok(if inserted == 1 {
-        InsertOutcome::Inserted(stored)
+        let event =
+            OutboxEvent::for_order(topic, OutboxEvent::placed_type(stored.status), &stored, now);
+        insert_event(conn, &event)?;
+        (InsertOutcome::Inserted(stored), vec![event])
     } else {
-        InsertOutcome::Existing(stored)
+        (InsertOutcome::Existing(stored), Vec::new())
     })
 }
 
-pub(crate) fn cancel_order(conn: &Connection, order_id: &str) -> Result<CancelOutcome, StoreError> {
+/// ACCEPTED → CANCELED with a pending release and an `order.canceled`
+/// outbox event, all in the caller's transaction.
+pub(crate) fn cancel_order(
+    conn: &Connection,
+    order_id: &str,
+    topic: &str,
+) -> Result<(CancelOutcome, Vec<OutboxEvent>), StoreError> {
     let now = now_unix_ms();
     let changed = conn
         .prepare_cached(
@@ -93,7 +107,7 @@ pub(crate) fn cancel_order(conn: &Connection, order_id: &str) -> Result<CancelOu
             OrderStatus::Accepted.as_str_name()
         ])?;
     let Some(order) = get_order(conn, order_id)? else {
-        return Ok(CancelOutcome::NotFound);
+        return Ok((CancelOutcome::NotFound, Vec::new()));
     };
     if changed == 1 {
         schedule_release(
@@ -104,12 +118,17 @@ pub(crate) fn cancel_order(conn: &Connection, order_id: &str) -> Result<CancelOu
                 order_id: order.order_id.clone(),
             },
         )?;
-        return Ok(CancelOutcome::Canceled(order));
+        let event = OutboxEvent::for_order(topic, EventType::Canceled, &order, now);
+        insert_event(conn, &event)?;
+        return Ok((CancelOutcome::Canceled(order), vec![event]));
     }
-    Ok(match order.status {
-        OrderStatus::Canceled => CancelOutcome::AlreadyCanceled(order),
-        _ => CancelOutcome::NotCancelable(order),
-    })
+    Ok((
+        match order.status {
+            OrderStatus::Canceled => CancelOutcome::AlreadyCanceled(order),
+            _ => CancelOutcome::NotCancelable(order),
+        },
+        Vec::new(),
+    ))
 }
 
 pub(crate) fn schedule_release(

@@ -5,9 +5,10 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use super::now_unix_ms;
 
 /// Ordered migrations; a version is applied at most once per database.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE orders (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE orders (
         order_id           TEXT PRIMARY KEY NOT NULL,
         account_id         TEXT NOT NULL,
         request_id         TEXT NOT NULL,
@@ -31,7 +32,25 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         order_id           TEXT NOT NULL,
         created_at_unix_ms INTEGER NOT NULL
      );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE outbox (
+        event_id                TEXT PRIMARY KEY NOT NULL,
+        topic                   TEXT NOT NULL,
+        key                     TEXT NOT NULL,
+        event_type              TEXT NOT NULL,
+        payload                 TEXT NOT NULL,
+        status                  TEXT NOT NULL CHECK (status IN ('READY', 'SENT', 'DLQ')),
+        retry_count             INTEGER NOT NULL,
+        created_at_unix_ms      INTEGER NOT NULL,
+        last_attempt_at_unix_ms INTEGER,
+        last_error              TEXT,
+        claimed_until_unix_ms   INTEGER
+     );
+     CREATE INDEX outbox_ready_by_age ON outbox (status, created_at_unix_ms);",
+    ),
+];
 
 /// Applies every pending migration inside one `BEGIN IMMEDIATE` transaction,
 /// so concurrent processes opening the same file migrate it exactly once.

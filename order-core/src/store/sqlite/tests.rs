@@ -35,10 +35,10 @@ fn inserted(outcome: InsertOutcome) -> StoredOrder {
     }
 }
 
-#[test]
-fn other_schemes_are_rejected() {
+#[tokio::test]
+async fn other_schemes_are_rejected() {
     assert!(matches!(
-        crate::store::open_store("postgres://db/orders"),
+        crate::store::open_store("mysql://db/orders", StoreOptions::default()).await,
         Err(StoreError::UnsupportedUrl(_))
     ));
 }
@@ -215,5 +215,94 @@ async fn reopening_keeps_data_and_schema_version() {
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(versions, 1);
+    assert_eq!(
+        versions, 2,
+        "orders (v1) and outbox (v2), each applied once"
+    );
+}
+
+#[tokio::test]
+async fn outbox_rows_commit_with_orders_and_recover_to_the_event_log() {
+    use crate::outbox::{DlqPolicy, EventSink, FileLogSink, OutboxStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteOrderStore::open(&temp_url(&dir)).unwrap();
+    let order = inserted(
+        store
+            .insert_order(new_order("r1", "fp", OrderStatus::Accepted))
+            .await
+            .unwrap(),
+    );
+    // A replay adds no event; a cancel adds order.canceled.
+    store
+        .insert_order(new_order("r1", "fp", OrderStatus::Accepted))
+        .await
+        .unwrap();
+    store.cancel_order(&order.order_id).await.unwrap();
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!(stats.ready_backlog, 2);
+    assert!(stats.oldest_ready_age.is_some());
+
+    let sink = FileLogSink::new(dir.path().join("events.jsonl"));
+    let report = store
+        .recover(std::time::Duration::ZERO, 100, DlqPolicy::default(), &sink)
+        .await
+        .unwrap();
+    assert_eq!(report.published, 2);
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.ready_backlog, stats.published_total), (0, 2));
+    let text = std::fs::read_to_string(sink.path()).unwrap();
+    let types: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .inspect(|v| assert_eq!(v["payload"]["order_id"], order.order_id.as_str()))
+        .map(|v| v["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["order.accepted", "order.canceled"]);
+    // Nothing left to publish: a second round is empty.
+    let again = store
+        .recover(std::time::Duration::ZERO, 100, DlqPolicy::default(), &sink)
+        .await
+        .unwrap();
+    assert_eq!(again.published, 0);
+    let _ = sink.flush().await;
+}
+
+#[tokio::test]
+async fn three_failed_publishes_move_an_event_to_the_dead_letter_log() {
+    use crate::outbox::{DlqPolicy, FileLogSink, OutboxStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteOrderStore::open(&temp_url(&dir)).unwrap();
+    store
+        .insert_order(new_order("r1", "fp", OrderStatus::Accepted))
+        .await
+        .unwrap();
+    // A directory where the log file should be: every append fails.
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir(&blocked).unwrap();
+    let failing = FileLogSink::new(&blocked);
+    let policy = DlqPolicy {
+        max_retries: 3,
+        min_age: std::time::Duration::ZERO,
+    };
+    for _ in 0..3 {
+        let r = store
+            .recover(std::time::Duration::ZERO, 10, policy, &failing)
+            .await
+            .unwrap();
+        assert_eq!(r.failed, 1);
+    }
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.ready_backlog, stats.dlq_total), (1, 0));
+    let dead_letters = FileLogSink::new(dir.path().join("dlq.jsonl"));
+    let r = store
+        .recover(std::time::Duration::ZERO, 10, policy, &dead_letters)
+        .await
+        .unwrap();
+    assert_eq!(r.dead_lettered, 1);
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.ready_backlog, stats.dlq_total), (0, 1));
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(dead_letters.path()).unwrap().trim()).unwrap();
+    assert_eq!(line["dead_letter"], true);
+    assert!(line["error"].as_str().unwrap().contains("event log"));
 }

@@ -1,0 +1,417 @@
+//! [`Backend`]: one order-service backend with its channel, breaker, health,
+//! bulkhead, latency and counters; [`Lease`]: the right to send it one call.
+//!
+//! The per-backend bulkhead is an in-flight counter checked against the live
+//! limit with a compare-and-swap instead of a `Semaphore`: the limit can
+//! change on config reload, and the same counter is the in-flight gauge that
+//! load balancing and draining read. There is no waiting: a full backend is
+//! simply not a candidate.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hts_proto::v1::order_service_client::OrderServiceClient;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::resilience::breaker::{Admission, BreakerCounts, BreakerOutcome, CircuitBreaker};
+use crate::resilience::config::ResilienceConfig;
+use crate::resilience::health::HealthState;
+use crate::resilience::latency::{Ewma, LatencyTracker};
+
+/// Why an attempt was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    /// The first attempt of a request.
+    First,
+    /// A retry after a retryable failure.
+    Retry,
+    /// A hedge sent while an earlier attempt was still running.
+    Hedge,
+}
+
+/// Call counters of one backend (atomics, for the snapshot and metrics).
+#[derive(Debug, Default)]
+pub struct BackendCounters {
+    /// Calls sent (all kinds).
+    pub calls: AtomicU64,
+    /// Calls that failed (transport, UNAVAILABLE, server error, timeout).
+    pub errors: AtomicU64,
+    /// Calls that timed out.
+    pub timeouts: AtomicU64,
+    /// Calls sent as hedges.
+    pub hedges: AtomicU64,
+    /// Calls sent as retries.
+    pub retries: AtomicU64,
+    /// Calls abandoned (hedge losers, client deadline).
+    pub cancelled: AtomicU64,
+}
+
+/// One order-service backend.
+#[derive(Debug)]
+pub struct Backend {
+    id: u64,
+    url: String,
+    channel: Channel,
+    draining: AtomicBool,
+    removed: AtomicBool,
+    in_flight: AtomicUsize,
+    breaker: CircuitBreaker,
+    health: Arc<HealthState>,
+    ewma: Ewma,
+    latency: LatencyTracker,
+    counters: BackendCounters,
+}
+
+/// Point-in-time view of one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendSnapshot {
+    /// Stable id (for drain/remove/reset).
+    pub id: u64,
+    /// gRPC URL.
+    pub url: String,
+    /// `active` or `draining`.
+    pub state: &'static str,
+    /// Whether it currently takes requests (checks pass, not ejected).
+    pub healthy: bool,
+    /// Whether active health checks pass.
+    pub health_checks_pass: bool,
+    /// Outlier ejections since start.
+    pub ejections: u64,
+    /// Breaker state and window counts.
+    pub breaker: BreakerCounts,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Latency EWMA in milliseconds.
+    pub latency_ewma_ms: f64,
+    /// Recent p50 latency in milliseconds.
+    pub p50_ms: f64,
+    /// Recent p99 latency in milliseconds.
+    pub p99_ms: f64,
+    /// Calls sent.
+    pub calls: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Timed-out calls.
+    pub timeouts: u64,
+    /// Hedge calls.
+    pub hedges: u64,
+    /// Retry calls.
+    pub retries: u64,
+    /// Abandoned calls.
+    pub cancelled: u64,
+}
+
+impl Backend {
+    /// A backend `id` at `url` over `channel`.
+    pub fn new(id: u64, url: String, channel: Channel, cfg: &ResilienceConfig) -> Backend {
+        Backend {
+            id,
+            url,
+            channel,
+            draining: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            breaker: CircuitBreaker::new(),
+            health: Arc::new(HealthState::new()),
+            ewma: Ewma::new(),
+            latency: LatencyTracker::new(cfg.latency_window, 0.99),
+            counters: BackendCounters::default(),
+        }
+    }
+
+    /// Stable id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// gRPC URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The channel (clones share the connection).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// An OrderService client on the channel.
+    pub fn client(&self) -> OrderServiceClient<Channel> {
+        OrderServiceClient::new(self.channel.clone())
+    }
+
+    /// The health state.
+    pub fn health(&self) -> Arc<HealthState> {
+        self.health.clone()
+    }
+
+    /// The circuit breaker.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Latency EWMA in microseconds as of `now`, faded by `half_life`
+    /// since its last sample.
+    pub fn ewma_micros(&self, now: Instant, half_life: Duration) -> f64 {
+        self.ewma.decayed_micros(now, half_life)
+    }
+
+    /// Whether the backend takes no new requests.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the backend left the routing table.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    /// Whether a new call could be admitted at `now` (no slot is taken).
+    pub fn is_candidate(&self, cfg: &ResilienceConfig, now: Instant, respect_health: bool) -> bool {
+        !self.is_draining()
+            && !self.is_removed()
+            && (!respect_health || self.health.is_healthy(now))
+            && self.in_flight() < cfg.max_in_flight_per_backend
+            && self.breaker.would_admit(&cfg.breaker(), now)
+    }
+
+    /// Takes a bulkhead slot and a breaker admission for one call.
+    pub fn try_lease(
+        self: &Arc<Self>,
+        cfg: &ResilienceConfig,
+        kind: AttemptKind,
+        now: Instant,
+    ) -> Option<Lease> {
+        let limit = cfg.max_in_flight_per_backend;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        let Some(admission) = self.breaker.try_admit(&cfg.breaker(), now) else {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        };
+        Some(Lease {
+            backend: self.clone(),
+            admission,
+            kind,
+            started: None,
+            ewma_alpha: cfg.ewma_alpha,
+            done: false,
+        })
+    }
+
+    /// Resets the breaker (operator action).
+    pub fn reset_breaker(&self) {
+        self.breaker.reset();
+    }
+
+    /// A snapshot as of `now`.
+    pub fn snapshot(&self, now: Instant) -> BackendSnapshot {
+        let q = self.latency.quantiles(now);
+        let c = &self.counters;
+        BackendSnapshot {
+            id: self.id,
+            url: self.url.clone(),
+            state: if self.is_draining() {
+                "draining"
+            } else {
+                "active"
+            },
+            healthy: self.health.is_healthy(now),
+            health_checks_pass: self.health.checks_pass(),
+            ejections: self.health.ejections(),
+            breaker: self.breaker.counts(now),
+            in_flight: self.in_flight(),
+            latency_ewma_ms: self.ewma.micros() / 1000.0,
+            p50_ms: q.p50.as_secs_f64() * 1000.0,
+            p99_ms: q.p99.as_secs_f64() * 1000.0,
+            calls: c.calls.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            hedges: c.hedges.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How one call ended, for the backend's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// The backend answered (any business code).
+    Answered,
+    /// Connection refused/reset or connect failure.
+    Transport,
+    /// gRPC UNAVAILABLE or another server-side failure.
+    ServerError,
+    /// The call's timeout expired.
+    Timeout,
+}
+
+/// The right to send one call to a backend: holds a bulkhead slot and a
+/// breaker admission. Mark it [`Lease::sent`] when the call goes out and
+/// [`Lease::finish`] it with the outcome; a lease dropped unfinished frees
+/// both (a sent one counts as cancelled: it lost to a hedge or the deadline).
+#[derive(Debug)]
+pub struct Lease {
+    backend: Arc<Backend>,
+    admission: Admission,
+    kind: AttemptKind,
+    /// Set when the call is actually sent.
+    started: Option<Instant>,
+    ewma_alpha: f64,
+    done: bool,
+}
+
+impl Lease {
+    /// The leased backend.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// Counts the call as sent (a lease never sent counts nowhere).
+    pub fn sent(&mut self) {
+        let c = &self.backend.counters;
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        match self.kind {
+            AttemptKind::First => {}
+            AttemptKind::Retry => {
+                c.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            AttemptKind::Hedge => {
+                c.hedges.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.started = Some(Instant::now());
+    }
+
+    /// Records how the call ended and releases the slot.
+    pub fn finish(mut self, result: CallResult, elapsed: Duration, cfg: &ResilienceConfig) {
+        self.done = true;
+        let b = &self.backend;
+        let now = Instant::now();
+        let outcome = match result {
+            CallResult::Answered => BreakerOutcome::Success,
+            _ => BreakerOutcome::Failure,
+        };
+        b.breaker
+            .record(&cfg.breaker(), self.admission, outcome, now);
+        b.health
+            .record_call(result == CallResult::Transport, cfg, now);
+        match result {
+            CallResult::Answered => {
+                b.latency.record(elapsed, now);
+                b.ewma.observe(elapsed, cfg.ewma_alpha);
+            }
+            CallResult::Timeout => {
+                b.counters.errors.fetch_add(1, Ordering::Relaxed);
+                b.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                b.ewma.observe(elapsed, cfg.ewma_alpha);
+            }
+            CallResult::Transport | CallResult::ServerError => {
+                b.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let b = &self.backend;
+        if !self.done {
+            b.breaker.cancel(self.admission);
+            if let Some(started) = self.started {
+                b.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                // A call abandoned (e.g. it lost to a hedge) took at least
+                // this long: load balancing must learn that, or a backend
+                // that always loses would look idle and fast forever.
+                b.ewma.observe(started.elapsed(), self.ewma_alpha);
+            }
+        }
+        b.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resilience::breaker::BreakerState;
+
+    fn backend(cfg: &ResilienceConfig) -> Arc<Backend> {
+        let ch = crate::routing::channel("http://127.0.0.1:1", Default::default()).unwrap();
+        Arc::new(Backend::new(1, "http://127.0.0.1:1".into(), ch, cfg))
+    }
+
+    #[tokio::test]
+    async fn bulkhead_refuses_beyond_the_limit_and_frees_on_drop() {
+        let cfg = ResilienceConfig {
+            max_in_flight_per_backend: 2,
+            ..ResilienceConfig::default()
+        };
+        let b = backend(&cfg);
+        let now = Instant::now();
+        let mut l1 = b.try_lease(&cfg, AttemptKind::First, now).unwrap();
+        l1.sent();
+        let mut l2 = b.try_lease(&cfg, AttemptKind::Hedge, now).unwrap();
+        l2.sent();
+        assert!(b.try_lease(&cfg, AttemptKind::First, now).is_none());
+        assert!(!b.is_candidate(&cfg, now, true));
+        drop(l1);
+        assert_eq!(b.in_flight(), 1);
+        let mut l3 = b.try_lease(&cfg, AttemptKind::Retry, now).unwrap();
+        l3.sent();
+        drop(l3);
+        // A lease never sent counts nowhere.
+        drop(b.try_lease(&cfg, AttemptKind::Retry, now).unwrap());
+        let s = b.snapshot(now);
+        assert_eq!((s.calls, s.hedges, s.retries, s.cancelled), (3, 1, 1, 2));
+        drop(l2);
+    }
+
+    #[tokio::test]
+    async fn failures_open_the_breaker_and_answers_do_not() {
+        let cfg = ResilienceConfig {
+            breaker_window: 4,
+            breaker_failure_ratio: 1.0,
+            ..ResilienceConfig::default()
+        };
+        let b = backend(&cfg);
+        let now = Instant::now();
+        for _ in 0..10 {
+            let mut l = b.try_lease(&cfg, AttemptKind::First, now).unwrap();
+            l.sent();
+            l.finish(CallResult::Answered, Duration::from_millis(1), &cfg);
+        }
+        assert_eq!(b.breaker().state(now), BreakerState::Closed);
+        for _ in 0..4 {
+            let mut l = b.try_lease(&cfg, AttemptKind::First, now).unwrap();
+            l.sent();
+            l.finish(CallResult::Timeout, Duration::from_millis(50), &cfg);
+        }
+        assert_eq!(b.breaker().state(Instant::now()), BreakerState::Open);
+        assert!(b
+            .try_lease(&cfg, AttemptKind::First, Instant::now())
+            .is_none());
+        assert_eq!(b.in_flight(), 0);
+        let s = b.snapshot(Instant::now());
+        assert_eq!((s.errors, s.timeouts), (4, 4));
+        b.reset_breaker();
+        assert!(b.is_candidate(&cfg, Instant::now(), true));
+    }
+}

@@ -1,0 +1,203 @@
+//! PostgreSQL implementation of [`OrderStore`] (production).
+//!
+//! A pool of `pool_size` connections (multi-host connection strings with
+//! `target_session_attrs=read-write` find a promoted standby after a
+//! failover). Inserts are group-committed by [`batcher`]; an order, its
+//! idempotency record and its outbox row commit in one transaction. Every
+//! operation is retried on transient errors (connection lost, server
+//! restarting, read-only after a failover) within the retry budget.
+
+mod batcher;
+mod outbox;
+mod queries;
+mod rows;
+mod schema;
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use hts_pgkit::{retry_transient, RetryPolicy};
+use uuid::Uuid;
+
+use batcher::{InsertBatcher, PreparedInsert};
+use rows::order_from_row;
+
+use super::{
+    now_unix_ms, CancelOutcome, InsertOutcome, NewOrder, OrderStore, PendingRelease, StoreError,
+    StoreOptions, StoredOrder,
+};
+use crate::outbox::{
+    AfterCommit, DlqPolicy, EventSink, OutboxEvent, OutboxStats, OutboxStore, RecoveryReport,
+};
+
+/// Order store backed by PostgreSQL.
+#[derive(Clone)]
+pub struct PgOrderStore {
+    pool: Pool,
+    batcher: InsertBatcher,
+    retry: RetryPolicy,
+    topic: String,
+    after_commit: AfterCommit,
+}
+
+impl PgOrderStore {
+    /// Connects to `url`, applies pending migrations and starts the insert
+    /// batcher. Must run inside a Tokio runtime.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let pool = hts_pgkit::connect_pool(url, options.pool_size)?;
+        let retry = RetryPolicy::default();
+        retry_transient(retry, || async {
+            let mut client = pool.get().await?;
+            hts_pgkit::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
+        })
+        .await?;
+        Ok(Self {
+            batcher: InsertBatcher::spawn(pool.clone(), retry, options.after_commit.clone()),
+            pool,
+            retry,
+            topic: options.events_topic,
+            after_commit: options.after_commit,
+        })
+    }
+
+    /// The connection pool (for tests and tools).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+fn decode(row: Option<tokio_postgres::Row>) -> Result<Option<StoredOrder>, StoreError> {
+    row.as_ref().map(order_from_row).transpose()
+}
+
+#[async_trait::async_trait]
+impl OrderStore for PgOrderStore {
+    async fn find_by_request(
+        &self,
+        account_id: &str,
+        request_id: &str,
+    ) -> Result<Option<StoredOrder>, StoreError> {
+        let row = retry_transient(self.retry, || {
+            queries::find_by_request(&self.pool, account_id, request_id)
+        })
+        .await?;
+        decode(row)
+    }
+
+    async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError> {
+        let order_id = Uuid::now_v7().to_string();
+        let now_ms = now_unix_ms();
+        let as_stored = StoredOrder {
+            order_id: order_id.clone(),
+            request_id: order.request_id.clone(),
+            account_id: order.account_id.clone(),
+            symbol: order.symbol.clone(),
+            side: order.side,
+            order_type: order.order_type,
+            price: order.price,
+            quantity: order.quantity,
+            status: order.status,
+            code: order.code,
+            message: order.message.clone(),
+            fingerprint: order.fingerprint.clone(),
+            reservation_id: order.reservation_id.clone(),
+            created_at_unix_ms: now_ms,
+            updated_at_unix_ms: now_ms,
+        };
+        let event = OutboxEvent::for_order(
+            &self.topic,
+            OutboxEvent::placed_type(order.status),
+            &as_stored,
+            now_ms,
+        );
+        self.batcher
+            .insert(PreparedInsert {
+                order,
+                order_id,
+                now_ms,
+                event,
+            })
+            .await
+    }
+
+    async fn get_order(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError> {
+        let row = retry_transient(self.retry, || queries::get_order(&self.pool, order_id)).await?;
+        decode(row)
+    }
+
+    async fn cancel_order(&self, order_id: &str) -> Result<CancelOutcome, StoreError> {
+        let now_ms = now_unix_ms();
+        let topic = self.topic.clone();
+        let (rows, event) = retry_transient(self.retry, || {
+            let topic = topic.clone();
+            queries::cancel_order(&self.pool, order_id, now_ms, move |row| {
+                let order = order_from_row(row)
+                    .map_err(|e| hts_pgkit::PgError::Config(format!("corrupt order row: {e}")))?;
+                Ok(queries::cancel_effects(&topic, &order, now_ms))
+            })
+        })
+        .await?;
+        if let Some(event) = event {
+            self.after_commit.committed(vec![event]);
+        }
+        let Some(order) = decode(rows.order)? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        Ok(match (rows.changed, order.status) {
+            (true, _) => CancelOutcome::Canceled(order),
+            (false, hts_proto::v1::OrderStatus::Canceled) => CancelOutcome::AlreadyCanceled(order),
+            (false, _) => CancelOutcome::NotCancelable(order),
+        })
+    }
+
+    async fn schedule_release(&self, release: PendingRelease) -> Result<(), StoreError> {
+        Ok(retry_transient(self.retry, || {
+            queries::schedule_release(&self.pool, &release)
+        })
+        .await?)
+    }
+
+    async fn pending_releases(&self, limit: usize) -> Result<Vec<PendingRelease>, StoreError> {
+        Ok(retry_transient(self.retry, || queries::pending_releases(&self.pool, limit)).await?)
+    }
+
+    async fn complete_release(&self, reservation_id: &str) -> Result<(), StoreError> {
+        Ok(retry_transient(self.retry, || {
+            queries::complete_release(&self.pool, reservation_id)
+        })
+        .await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl OutboxStore for PgOrderStore {
+    async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
+        Ok(retry_transient(self.retry, || async {
+            let client = self.pool.get().await?;
+            outbox::mark_sent(&client, event_ids).await
+        })
+        .await?)
+    }
+
+    async fn record_failures(&self, failures: &[(Uuid, String)]) -> Result<(), StoreError> {
+        Ok(retry_transient(self.retry, || async {
+            let client = self.pool.get().await?;
+            outbox::record_failures(&client, failures).await
+        })
+        .await?)
+    }
+
+    async fn recover(
+        &self,
+        grace: Duration,
+        limit: usize,
+        policy: DlqPolicy,
+        sink: &dyn EventSink,
+    ) -> Result<RecoveryReport, StoreError> {
+        outbox::recover(&self.pool, grace, limit, policy, sink).await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        Ok(retry_transient(self.retry, || outbox::stats(&self.pool)).await?)
+    }
+}
