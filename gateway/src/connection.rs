@@ -42,8 +42,10 @@ use crate::writer::{run_writer, Outbound};
 
 /// Writer channel slots beyond the in-flight permits (closing frames).
 const OUTBOUND_SLACK: usize = 8;
-/// Initial read buffer size.
-const READ_BUF: usize = 8 * 1024;
+/// Initial read buffer size. Small on purpose: an idle logged-in terminal
+/// needs only a few hundred bytes, and `read_buf` grows the buffer for a
+/// busy one (10k idle connections must fit in 100 MiB).
+const READ_BUF: usize = 512;
 /// How long a connection closed for a protocol error keeps discarding input,
 /// so the peer reads our ERROR frame instead of a reset.
 const LINGER: Duration = Duration::from_secs(1);
