@@ -39,7 +39,7 @@ impl OrderServiceConfig {
             store_url,
             account_service_url: account_service_url.into(),
             release_retry_interval: Self::DEFAULT_RELEASE_RETRY_INTERVAL,
-            db_pool_size: hts_pgkit::DEFAULT_POOL_SIZE,
+            db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
             outbox: OutboxConfig::new(sink),
             fault_exit_after_commit: false,
         }

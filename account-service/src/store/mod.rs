@@ -5,23 +5,16 @@
 //! several processes may share one database file. Reads use separate
 //! pooled connections. PostgreSQL: see [`postgres`].
 
-mod connection;
-mod error;
 mod ledger;
 mod postgres;
-mod read_pool;
 mod schema;
-mod url;
-mod writer;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use hts_dbkit::sqlite::SqliteDb;
 use hts_proto::v1::{AssetBalance, ReleaseOutcome, ReserveOutcome};
 
-pub use error::StoreError;
+pub(crate) use hts_dbkit::now_unix_ms;
+pub use hts_dbkit::StoreError;
 use ledger::ReserveArgs;
-use read_pool::ReadPool;
-use writer::GroupWriter;
 
 /// Handle to the ledger; cheap to clone and shareable across tasks.
 #[derive(Clone)]
@@ -31,10 +24,7 @@ pub struct AccountStore {
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite {
-        writer: GroupWriter,
-        reads: ReadPool,
-    },
+    Sqlite(SqliteDb),
     Postgres(postgres::PgLedger),
 }
 
@@ -43,16 +33,9 @@ impl AccountStore {
     /// `sqlite:PATH`. Blocking: call from `spawn_blocking` or before the
     /// runtime gets busy. See [`AccountStore::connect`] for any URL.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let path = url::sqlite_path(url)?;
-        let mut conn = connection::open(&path)?;
-        schema::migrate(&mut conn)?;
-        let writer = GroupWriter::spawn(conn, "account-store-writer")
-            .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
+        let db = SqliteDb::open(url, "account-store-writer", schema::MIGRATIONS)?;
         Ok(Self {
-            backend: Backend::Sqlite {
-                writer,
-                reads: ReadPool::new(path),
-            },
+            backend: Backend::Sqlite(db),
         })
     }
 
@@ -60,7 +43,7 @@ impl AccountStore {
     /// (`postgres://…`, several hosts allowed) with a pool of `pool_size`
     /// connections. Creates and migrates the database.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        if hts_pgkit::is_postgres_url(url) {
+        if hts_dbkit::pg::is_postgres_url(url) {
             return Ok(Self {
                 backend: Backend::Postgres(postgres::PgLedger::connect(url, pool_size).await?),
             });
@@ -91,11 +74,7 @@ impl AccountStore {
             amount,
         };
         match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                writer
-                    .execute(move |conn| ledger::reserve(conn, &args))
-                    .await
-            }
+            Backend::Sqlite(db) => db.write(move |conn| ledger::reserve(conn, &args)).await,
             Backend::Postgres(pg) => pg.reserve(&args).await,
         }
     }
@@ -107,11 +86,10 @@ impl AccountStore {
         account_id: &str,
     ) -> Result<ReleaseOutcome, StoreError> {
         match &self.backend {
-            Backend::Sqlite { writer, .. } => {
+            Backend::Sqlite(db) => {
                 let reservation_id = reservation_id.to_owned();
                 let account_id = account_id.to_owned();
-                writer
-                    .execute(move |conn| ledger::release(conn, &reservation_id, &account_id))
+                db.write(move |conn| ledger::release(conn, &reservation_id, &account_id))
                     .await
             }
             Backend::Postgres(pg) => pg.release(reservation_id, account_id).await,
@@ -124,10 +102,9 @@ impl AccountStore {
         account_id: &str,
     ) -> Result<Option<Vec<AssetBalance>>, StoreError> {
         match &self.backend {
-            Backend::Sqlite { reads, .. } => {
+            Backend::Sqlite(db) => {
                 let account_id = account_id.to_owned();
-                reads
-                    .read(move |conn| ledger::account_balances(conn, &account_id))
+                db.read(move |conn| ledger::account_balances(conn, &account_id))
                     .await
             }
             Backend::Postgres(pg) => pg.get_account(account_id).await,
@@ -139,18 +116,10 @@ impl AccountStore {
     /// existing accounts and balances are never reset.
     pub async fn seed_demo(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite { writer, .. } => writer.execute(ledger::seed_demo).await,
+            Backend::Sqlite(db) => db.write(ledger::seed_demo).await,
             Backend::Postgres(pg) => pg.seed_demo().await,
         }
     }
-}
-
-/// Wall-clock time in Unix epoch milliseconds (0 if the clock is before 1970).
-pub(crate) fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

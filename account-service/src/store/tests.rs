@@ -217,7 +217,8 @@ async fn invariant_holds_under_concurrent_random_calls() {
         assert_eq!(a + r, ledger::DEMO_SHARES);
     }
     // Reserved totals match exactly the HELD reservations.
-    let conn = connection::open(&url::sqlite_path(&f.url).unwrap()).unwrap();
+    let conn = hts_dbkit::sqlite::open_connection(&hts_dbkit::sqlite::sqlite_path(&f.url).unwrap())
+        .unwrap();
     let mismatches: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM balances b WHERE b.reserved != COALESCE((

@@ -15,7 +15,7 @@ pub struct AccountServiceArgs {
     #[arg(long)]
     pub store: String,
     /// PostgreSQL connections of this process.
-    #[arg(long, default_value_t = hts_pgkit::DEFAULT_POOL_SIZE)]
+    #[arg(long, default_value_t = hts_dbkit::pg::DEFAULT_POOL_SIZE)]
     pub db_pool_size: usize,
     /// Seed the demo accounts ACC-0001…ACC-1000 (never resets existing balances).
     #[arg(long)]

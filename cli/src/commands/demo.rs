@@ -62,7 +62,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let account_config = AccountServiceConfig {
         store_url: sqlite_url(&args.data_dir, "accounts.db"),
         seed_demo: true,
-        db_pool_size: hts_pgkit::DEFAULT_POOL_SIZE,
+        db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
     };
     backend_tasks.push(tokio::spawn(hts_account_service::serve(
         account_listener,

@@ -27,7 +27,7 @@ pub struct OrderServiceArgs {
     #[arg(long, default_value_t = 1000)]
     pub release_retry_interval_ms: u64,
     /// PostgreSQL connections of this process.
-    #[arg(long, default_value_t = hts_pgkit::DEFAULT_POOL_SIZE)]
+    #[arg(long, default_value_t = hts_dbkit::pg::DEFAULT_POOL_SIZE)]
     pub db_pool_size: usize,
     /// Kafka bootstrap servers; events are published there (else to the event log).
     #[arg(long)]

@@ -5,7 +5,6 @@
 //! or `postgres://…` (production). Both write each order's outbox event in
 //! the order's own transaction.
 
-mod error;
 mod postgres;
 mod sqlite;
 mod types;
@@ -14,9 +13,9 @@ use std::sync::Arc;
 
 use crate::outbox::{AfterCommit, OutboxConfig, OutboxStore};
 
-pub use error::StoreError;
+pub(crate) use hts_dbkit::now_unix_ms;
+pub use hts_dbkit::StoreError;
 pub use postgres::PgOrderStore;
-pub(crate) use sqlite::now_unix_ms;
 pub use sqlite::SqliteOrderStore;
 pub use types::{CancelOutcome, InsertOutcome, NewOrder, PendingRelease, StoredOrder};
 
@@ -34,7 +33,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            pool_size: hts_pgkit::DEFAULT_POOL_SIZE,
+            pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
             events_topic: OutboxConfig::DEFAULT_TOPIC.to_owned(),
             after_commit: AfterCommit::none(),
         }
@@ -85,7 +84,7 @@ pub async fn open_store(
     url: &str,
     options: StoreOptions,
 ) -> Result<Arc<dyn OrderStore>, StoreError> {
-    if hts_pgkit::is_postgres_url(url) {
+    if hts_dbkit::pg::is_postgres_url(url) {
         return Ok(Arc::new(PgOrderStore::connect(url, options).await?));
     }
     let url = url.to_owned();

@@ -1,7 +1,7 @@
 //! Ledger operations on PostgreSQL, one transaction per attempt.
 
 use deadpool_postgres::{GenericClient, Pool};
-use hts_pgkit::PgError;
+use hts_dbkit::pg::PgError;
 use hts_proto::v1::{AssetBalance, ReleaseOutcome, ReserveOutcome};
 use hts_proto::CASH_ASSET;
 

@@ -6,7 +6,7 @@ mod ledger;
 mod schema;
 
 use deadpool_postgres::Pool;
-use hts_pgkit::{retry_transient, RetryPolicy};
+use hts_dbkit::pg::{retry_transient, RetryPolicy};
 use hts_proto::v1::{AssetBalance, ReleaseOutcome, ReserveOutcome};
 
 use super::ledger::ReserveArgs;
@@ -30,11 +30,11 @@ fn finish<T>(attempt: Attempt<T>) -> Result<T, StoreError> {
 impl PgLedger {
     /// Connects and migrates.
     pub(crate) async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let pool = hts_pgkit::connect_pool(url, pool_size)?;
+        let pool = hts_dbkit::pg::connect_pool(url, pool_size)?;
         let retry = RetryPolicy::default();
         retry_transient(retry, || async {
             let mut client = pool.get().await?;
-            hts_pgkit::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
+            hts_dbkit::pg::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
         })
         .await?;
         Ok(Self { pool, retry })

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use hts_pgkit::{retry_transient, PgError, RetryPolicy};
+use hts_dbkit::pg::{retry_transient, PgError, RetryPolicy};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 

@@ -16,7 +16,7 @@ mod schema;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use hts_pgkit::{retry_transient, RetryPolicy};
+use hts_dbkit::pg::{retry_transient, RetryPolicy};
 use uuid::Uuid;
 
 use batcher::{InsertBatcher, PreparedInsert};
@@ -44,11 +44,11 @@ impl PgOrderStore {
     /// Connects to `url`, applies pending migrations and starts the insert
     /// batcher. Must run inside a Tokio runtime.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let pool = hts_pgkit::connect_pool(url, options.pool_size)?;
+        let pool = hts_dbkit::pg::connect_pool(url, options.pool_size)?;
         let retry = RetryPolicy::default();
         retry_transient(retry, || async {
             let mut client = pool.get().await?;
-            hts_pgkit::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
+            hts_dbkit::pg::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
         })
         .await?;
         Ok(Self {
@@ -131,8 +131,9 @@ impl OrderStore for PgOrderStore {
         let (rows, event) = retry_transient(self.retry, || {
             let topic = topic.clone();
             queries::cancel_order(&self.pool, order_id, now_ms, move |row| {
-                let order = order_from_row(row)
-                    .map_err(|e| hts_pgkit::PgError::Config(format!("corrupt order row: {e}")))?;
+                let order = order_from_row(row).map_err(|e| {
+                    hts_dbkit::pg::PgError::Config(format!("corrupt order row: {e}"))
+                })?;
                 Ok(queries::cancel_effects(&topic, &order, now_ms))
             })
         })

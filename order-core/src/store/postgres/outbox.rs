@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
-use hts_pgkit::PgError;
+use hts_dbkit::pg::PgError;
 use uuid::Uuid;
 
 use super::rows::{claimed_from_row, CLAIM_COLUMNS};

@@ -2,7 +2,7 @@
 //! the store wraps them in transient-error retries).
 
 use deadpool_postgres::{GenericClient, Pool};
-use hts_pgkit::PgError;
+use hts_dbkit::pg::PgError;
 use hts_proto::v1::OrderStatus;
 use tokio_postgres::Row;
 

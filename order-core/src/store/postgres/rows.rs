@@ -15,7 +15,7 @@ pub(crate) const ORDER_SELECT: &str = "SELECT o.order_id, o.request_id, o.accoun
     ON k.account_id = o.account_id AND k.request_id = o.request_id";
 
 fn parse<T>(row: &Row, idx: usize, f: fn(&str) -> Option<T>) -> Result<T, StoreError> {
-    let text: String = row.try_get(idx).map_err(hts_pgkit::PgError::from)?;
+    let text: String = row.try_get(idx).map_err(hts_dbkit::pg::PgError::from)?;
     f(&text).ok_or_else(|| StoreError::Corrupt(format!("unknown enum value {text:?}")))
 }
 
@@ -23,7 +23,7 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
     idx: usize,
 ) -> Result<T, StoreError> {
-    Ok(row.try_get(idx).map_err(hts_pgkit::PgError::from)?)
+    Ok(row.try_get(idx).map_err(hts_dbkit::pg::PgError::from)?)
 }
 
 /// Reads a row selected with [`ORDER_SELECT`].

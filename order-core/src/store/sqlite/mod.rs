@@ -6,20 +6,15 @@
 //! across them. Writes are group-committed by one writer thread per handle;
 //! reads run on pooled connections in blocking tasks.
 
-mod connection;
 mod outbox;
 mod queries;
-mod read_pool;
 mod rows;
 mod schema;
-mod url;
-mod writer;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use read_pool::ReadPool;
+use hts_dbkit::sqlite::SqliteDb;
 use uuid::Uuid;
-use writer::GroupWriter;
 
 use super::{
     CancelOutcome, InsertOutcome, NewOrder, OrderStore, PendingRelease, StoreError, StoreOptions,
@@ -33,8 +28,7 @@ use crate::outbox::{
 /// Order store backed by a SQLite file.
 #[derive(Clone)]
 pub struct SqliteOrderStore {
-    writer: GroupWriter,
-    reads: ReadPool,
+    db: SqliteDb,
     topic: String,
     after_commit: AfterCommit,
 }
@@ -48,14 +42,9 @@ impl SqliteOrderStore {
 
     /// Opens the store at `sqlite:PATH` with `options`. Blocking.
     pub fn open_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let path = url::sqlite_path(url)?;
-        let mut conn = connection::open(&path)?;
-        schema::migrate(&mut conn)?;
-        let writer = GroupWriter::spawn(conn, "order-store-writer")
-            .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
+        let db = SqliteDb::open(url, "order-store-writer", schema::MIGRATIONS)?;
         Ok(Self {
-            writer,
-            reads: ReadPool::new(path),
+            db,
             topic: options.events_topic,
             after_commit: options.after_commit,
         })
@@ -70,7 +59,7 @@ impl OrderStore for SqliteOrderStore {
         request_id: &str,
     ) -> Result<Option<StoredOrder>, StoreError> {
         let (account_id, request_id) = (account_id.to_owned(), request_id.to_owned());
-        self.reads
+        self.db
             .read(move |conn| queries::find_by_request(conn, &account_id, &request_id))
             .await
     }
@@ -79,8 +68,8 @@ impl OrderStore for SqliteOrderStore {
         let order_id = uuid::Uuid::now_v7().to_string();
         let topic = self.topic.clone();
         let (outcome, events) = self
-            .writer
-            .execute(move |conn| queries::insert_order(conn, &order, &order_id, &topic))
+            .db
+            .write(move |conn| queries::insert_order(conn, &order, &order_id, &topic))
             .await?;
         self.after_commit.committed(events);
         Ok(outcome)
@@ -88,7 +77,7 @@ impl OrderStore for SqliteOrderStore {
 
     async fn get_order(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError> {
         let order_id = order_id.to_owned();
-        self.reads
+        self.db
             .read(move |conn| queries::get_order(conn, &order_id))
             .await
     }
@@ -97,29 +86,29 @@ impl OrderStore for SqliteOrderStore {
         let order_id = order_id.to_owned();
         let topic = self.topic.clone();
         let (outcome, events) = self
-            .writer
-            .execute(move |conn| queries::cancel_order(conn, &order_id, &topic))
+            .db
+            .write(move |conn| queries::cancel_order(conn, &order_id, &topic))
             .await?;
         self.after_commit.committed(events);
         Ok(outcome)
     }
 
     async fn schedule_release(&self, release: PendingRelease) -> Result<(), StoreError> {
-        self.writer
-            .execute(move |conn| queries::schedule_release(conn, &release))
+        self.db
+            .write(move |conn| queries::schedule_release(conn, &release))
             .await
     }
 
     async fn pending_releases(&self, limit: usize) -> Result<Vec<PendingRelease>, StoreError> {
-        self.reads
+        self.db
             .read(move |conn| queries::pending_releases(conn, limit))
             .await
     }
 
     async fn complete_release(&self, reservation_id: &str) -> Result<(), StoreError> {
         let reservation_id = reservation_id.to_owned();
-        self.writer
-            .execute(move |conn| queries::complete_release(conn, &reservation_id))
+        self.db
+            .write(move |conn| queries::complete_release(conn, &reservation_id))
             .await
     }
 }
@@ -128,15 +117,15 @@ impl OrderStore for SqliteOrderStore {
 impl OutboxStore for SqliteOrderStore {
     async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
         let ids = event_ids.to_vec();
-        self.writer
-            .execute(move |conn| outbox::mark_sent(conn, &ids))
+        self.db
+            .write(move |conn| outbox::mark_sent(conn, &ids))
             .await
     }
 
     async fn record_failures(&self, failures: &[(Uuid, String)]) -> Result<(), StoreError> {
         let failures = failures.to_vec();
-        self.writer
-            .execute(move |conn| outbox::record_failures(conn, &failures))
+        self.db
+            .write(move |conn| outbox::record_failures(conn, &failures))
             .await
     }
 
@@ -148,8 +137,8 @@ impl OutboxStore for SqliteOrderStore {
         sink: &dyn EventSink,
     ) -> Result<RecoveryReport, StoreError> {
         let claimed = self
-            .writer
-            .execute(move |conn| outbox::claim(conn, grace, limit))
+            .db
+            .write(move |conn| outbox::claim(conn, grace, limit))
             .await?;
         if claimed.is_empty() {
             return Ok(RecoveryReport::default());
@@ -167,8 +156,8 @@ impl OutboxStore for SqliteOrderStore {
         report.published = sent.len();
         report.dead_lettered = dead.len();
         report.failed = failed.len();
-        self.writer
-            .execute(move |conn| {
+        self.db
+            .write(move |conn| {
                 outbox::mark_sent(conn, &sent)?;
                 outbox::mark_dlq(conn, &dead)?;
                 outbox::record_failures(conn, &failed)
@@ -178,16 +167,8 @@ impl OutboxStore for SqliteOrderStore {
     }
 
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        self.reads.read(outbox::stats).await
+        self.db.read(outbox::stats).await
     }
-}
-
-/// Wall-clock time in Unix epoch milliseconds (0 if before 1970).
-pub(crate) fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 use uuid::Uuid;
 
-use super::now_unix_ms;
 use crate::outbox::{ClaimedRow, OutboxEvent, OutboxStats};
+use crate::store::now_unix_ms;
 use crate::store::StoreError;
 
 /// How long a claim keeps other recovery rounds away from a row.

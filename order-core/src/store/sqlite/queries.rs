@@ -4,10 +4,10 @@
 use hts_proto::v1::OrderStatus;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::now_unix_ms;
 use super::outbox::insert_event;
 use super::rows::{order_from_row, ORDER_COLUMNS};
 use crate::outbox::{EventType, OutboxEvent};
+use crate::store::now_unix_ms;
 use crate::store::{
     CancelOutcome, InsertOutcome, NewOrder, PendingRelease, StoreError, StoredOrder,
 };

@@ -1,11 +1,10 @@
-//! Versioned schema migrations of the order store.
+//! The SQLite schema of the order store (applied by
+//! [`hts_dbkit::sqlite::migrate`]).
 
-use rusqlite::{params, Connection, TransactionBehavior};
-
-use super::now_unix_ms;
+use hts_dbkit::sqlite::Migration;
 
 /// Ordered migrations; a version is applied at most once per database.
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(super) const MIGRATIONS: &[Migration] = &[
     (
         1,
         "CREATE TABLE orders (
@@ -51,28 +50,3 @@ const MIGRATIONS: &[(i64, &str)] = &[
      CREATE INDEX outbox_ready_by_age ON outbox (status, created_at_unix_ms);",
     ),
 ];
-
-/// Applies every pending migration inside one `BEGIN IMMEDIATE` transaction,
-/// so concurrent processes opening the same file migrate it exactly once.
-pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version    INTEGER PRIMARY KEY NOT NULL,
-            applied_at INTEGER NOT NULL
-         );",
-    )?;
-    let current: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |row| row.get(0),
-    )?;
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        tx.execute_batch(sql)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, now_unix_ms()],
-        )?;
-    }
-    tx.commit()
-}

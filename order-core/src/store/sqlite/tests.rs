@@ -189,7 +189,8 @@ async fn two_handles_racing_one_request_have_one_winner() {
     }
     assert_eq!(winners.len(), 1);
     assert!(seen.iter().all(|o| o.order_id == winners[0].order_id));
-    let conn = connection::open(&url::sqlite_path(&url).unwrap()).unwrap();
+    let conn =
+        hts_dbkit::sqlite::open_connection(&hts_dbkit::sqlite::sqlite_path(&url).unwrap()).unwrap();
     let rows: i64 = conn
         .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
         .unwrap();
@@ -211,7 +212,8 @@ async fn reopening_keeps_data_and_schema_version() {
     };
     let store = SqliteOrderStore::open(&url).unwrap();
     assert_eq!(store.get_order(&order.order_id).await.unwrap(), Some(order));
-    let conn = connection::open(&url::sqlite_path(&url).unwrap()).unwrap();
+    let conn =
+        hts_dbkit::sqlite::open_connection(&hts_dbkit::sqlite::sqlite_path(&url).unwrap()).unwrap();
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 
-use crate::PgError;
+use super::PgError;
 
 /// How long and how fast to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

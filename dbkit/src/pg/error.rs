@@ -40,7 +40,7 @@ impl PgError {
         match self {
             PgError::Config(_) | PgError::RetriesExhausted { .. } => false,
             PgError::Pool(_) => true,
-            PgError::Db(e) => crate::retry::is_transient_db(e),
+            PgError::Db(e) => super::retry::is_transient_db(e),
         }
     }
 

@@ -1,11 +1,14 @@
-//! Parsing of store URLs.
+//! Parsing of `sqlite:` store URLs.
 
 use std::path::PathBuf;
 
-use super::StoreError;
+use crate::StoreError;
 
 /// Extracts the file path from `sqlite:PATH` (or `sqlite://PATH`).
-pub(crate) fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
+///
+/// Anything else, and in-memory databases (which cannot be shared between
+/// connections or processes), is [`StoreError::UnsupportedUrl`].
+pub fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
     let rest = url
         .strip_prefix("sqlite:")
         .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;

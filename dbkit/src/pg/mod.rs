@@ -1,9 +1,8 @@
-//! PostgreSQL plumbing shared by the HTS stores (orders and accounts).
+//! PostgreSQL plumbing.
 //!
 //! * [`pool`] — a connection pool from a (multi-host) connection string.
 //! * [`retry`] — classification of transient errors and retry with backoff.
-//! * [`migrate`] — versioned, once-only schema migrations.
-#![deny(missing_docs)]
+//! * [`migrate`](mod@migrate) — versioned, once-only schema migrations.
 
 pub mod error;
 pub mod migrate;

@@ -10,12 +10,12 @@
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// Most operations committed by one transaction.
-pub(crate) const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 256;
 /// Capacity of the queue in front of the writer (backpressure beyond it).
-const QUEUE_CAPACITY: usize = 4096;
+pub const QUEUE_CAPACITY: usize = 4096;
 
 /// Called after the batch's commit with the commit result.
 type Completion = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
@@ -25,14 +25,14 @@ type Work = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
-pub(crate) struct GroupWriter {
+pub struct GroupWriter {
     queue: mpsc::Sender<Work>,
 }
 
 impl GroupWriter {
-    /// Starts the writer thread owning `conn`. The thread ends when every
-    /// handle is dropped.
-    pub(crate) fn spawn(conn: Connection, name: &str) -> std::io::Result<Self> {
+    /// Starts the writer thread, named `name`, owning `conn`. The thread
+    /// ends when every handle is dropped.
+    pub fn spawn(conn: Connection, name: &str) -> std::io::Result<Self> {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name(name.to_owned())
@@ -41,22 +41,29 @@ impl GroupWriter {
     }
 
     /// Runs `op` in the next batch and returns its result once committed.
-    pub(crate) async fn execute<T, F>(&self, op: F) -> Result<T, StoreError>
+    ///
+    /// `op` runs inside its own savepoint: on `Err` only its own effects are
+    /// rolled back. When the batch's transaction cannot be started or
+    /// committed the result is [`StoreError::Commit`] (the operation had no
+    /// effect); when the writer is gone, [`StoreError::WriterClosed`].
+    /// Waits for queue space when [`QUEUE_CAPACITY`] operations are queued.
+    pub async fn execute<T, E, F>(&self, op: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let work: Work = Box::new(move |conn: Option<&Connection>| {
             // Without a transaction the completion reports the begin failure.
             let result = match conn {
                 Some(conn) => in_savepoint(conn, op),
-                None => Err(StoreError::WriterClosed),
+                None => Err(E::from(StoreError::WriterClosed)),
             };
             Box::new(move |commit: Result<(), &StoreError>| {
                 let outcome = match commit {
                     Ok(()) => result,
-                    Err(e) => Err(StoreError::Commit(e.to_string())),
+                    Err(e) => Err(E::from(StoreError::Commit(e.to_string()))),
                 };
                 // The caller may have gone away; its operation is still durable.
                 let _ = reply.send(outcome);
@@ -65,24 +72,30 @@ impl GroupWriter {
         self.queue
             .send(work)
             .await
-            .map_err(|_| StoreError::WriterClosed)?;
-        answer.await.map_err(|_| StoreError::WriterClosed)?
+            .map_err(|_| E::from(StoreError::WriterClosed))?;
+        answer
+            .await
+            .map_err(|_| E::from(StoreError::WriterClosed))?
     }
 }
 
 /// Runs `op` inside a savepoint, rolling back only its own effects on error.
-fn in_savepoint<T>(
+fn in_savepoint<T, E: From<StoreError>>(
     conn: &Connection,
-    op: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT op")?;
+    op: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let sql = |sql: &str| {
+        conn.execute_batch(sql)
+            .map_err(|e| E::from(StoreError::from(e)))
+    };
+    sql("SAVEPOINT op")?;
     match op(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE op")?;
+            sql("RELEASE op")?;
             Ok(value)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            sql("ROLLBACK TO op; RELEASE op")?;
             Err(e)
         }
     }
@@ -102,6 +115,8 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Work>) {
     }
 }
 
+/// Runs one batch in one `BEGIN IMMEDIATE` transaction, commits it and
+/// answers every operation of the batch with the commit result.
 fn commit_batch(conn: &Connection, batch: Vec<Work>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = StoreError::from(e);

@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use crate::PgError;
+use super::PgError;
 
 /// Applies the migrations of `component` whose version is above the
 /// recorded one, in order, inside one transaction holding a

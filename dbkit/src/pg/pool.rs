@@ -6,7 +6,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::PgError;
+use super::PgError;
 
 /// Default number of pooled connections per process.
 pub const DEFAULT_POOL_SIZE: usize = 40;

@@ -1,4 +1,4 @@
-//! Opening SQLite connections with the durability settings of the ledger.
+//! Opening SQLite connections with the durability settings of the stores.
 
 use std::path::Path;
 use std::time::Duration;
@@ -6,10 +6,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// How long a connection waits for another writer (possibly another process).
-const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
-/// Opens a connection in WAL mode with `synchronous=FULL` and a busy timeout.
-pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
+/// Opens (creating if needed) the database at `path` in WAL mode with
+/// `synchronous=FULL`, foreign keys on and a [`BUSY_TIMEOUT`].
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

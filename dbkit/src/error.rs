@@ -1,6 +1,8 @@
-//! Errors of the order store.
+//! The failure type of the stores.
 
-/// A failure of the order store (never a business outcome).
+use crate::pg::PgError;
+
+/// A failure of a store (never a business outcome).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store URL names a backend this build does not support.
@@ -8,7 +10,7 @@ pub enum StoreError {
     UnsupportedUrl(String),
     /// PostgreSQL reported an error (after retrying transient ones).
     #[error("{0}")]
-    Postgres(#[from] hts_pgkit::PgError),
+    Postgres(#[from] PgError),
     /// SQLite reported an error.
     #[error("sqlite error: {0}")]
     Sqlite(#[from] rusqlite::Error),

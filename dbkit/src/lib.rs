@@ -1,0 +1,28 @@
+//! Database plumbing shared by the HTS stores (orders and accounts).
+//!
+//! * [`pg`] — PostgreSQL: a pool from a (multi-host) connection string,
+//!   transient-error retries, versioned migrations.
+//! * [`sqlite`] — SQLite: `sqlite:PATH` URLs, connections with the
+//!   durability settings of the stores, a group-committing writer thread,
+//!   a pool of read connections and versioned migrations.
+//! * [`StoreError`] — the failure type of a store built on either.
+//!
+//! Store-specific SQL (schemas, queries) stays with each store.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod pg;
+pub mod sqlite;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use error::StoreError;
+
+/// Wall-clock time in Unix epoch milliseconds (0 if the clock is before
+/// 1970), as the stores record it.
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,108 @@
+//! SQLite plumbing.
+//!
+//! WAL mode with `synchronous=FULL`; all writes go through one
+//! group-committing writer thread per handle and use `BEGIN IMMEDIATE`, so
+//! several processes may share one database file. Reads use separate pooled
+//! connections in blocking tasks.
+//!
+//! * [`url`] — `sqlite:PATH` URLs.
+//! * [`connection`] — opening a connection with the durability settings.
+//! * [`migrate`](mod@migrate) — versioned, once-only schema migrations.
+//! * [`writer`] — the group-committing writer thread.
+//! * [`read_pool`] — pooled read connections.
+//! * [`SqliteDb`] — all of the above behind one handle.
+//!
+//! Operations are closures over a [`rusqlite::Connection`] returning
+//! `Result<T, E>` for any error type `E: From<StoreError>` (usually
+//! [`StoreError`] itself), so each store keeps its own queries.
+
+pub mod connection;
+pub mod migrate;
+pub mod read_pool;
+pub mod url;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+pub use connection::open_connection;
+pub use migrate::{migrate, Migration};
+pub use read_pool::ReadPool;
+pub use url::sqlite_path;
+pub use writer::GroupWriter;
+
+/// A SQLite database opened for a store: one group-committing writer thread
+/// and a pool of read connections. Cheap to clone and shareable across
+/// tasks; the writer thread ends when every clone is dropped.
+#[derive(Clone)]
+pub struct SqliteDb {
+    writer: GroupWriter,
+    reads: ReadPool,
+}
+
+impl SqliteDb {
+    /// Opens the database named by `url` (`sqlite:PATH`), creating it if
+    /// needed, applies the pending `migrations` and starts the writer thread
+    /// named `writer_name`. Blocking: call from `spawn_blocking` or before
+    /// the runtime gets busy.
+    ///
+    /// Fails with [`StoreError::UnsupportedUrl`] for any other URL, and
+    /// with [`StoreError::Commit`] when the writer thread cannot start.
+    pub fn open(
+        url: &str,
+        writer_name: &str,
+        migrations: &[Migration],
+    ) -> Result<Self, StoreError> {
+        let path = sqlite_path(url)?;
+        Self::open_path(path, writer_name, migrations)
+    }
+
+    /// [`SqliteDb::open`] for a file path rather than a URL.
+    pub fn open_path(
+        path: PathBuf,
+        writer_name: &str,
+        migrations: &[Migration],
+    ) -> Result<Self, StoreError> {
+        let mut conn = open_connection(&path)?;
+        migrate(&mut conn, migrations)?;
+        let writer = GroupWriter::spawn(conn, writer_name)
+            .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            writer,
+            reads: ReadPool::new(path),
+        })
+    }
+
+    /// Runs `op` in the next group-committed batch and returns its result
+    /// once committed (see [`GroupWriter::execute`]).
+    pub async fn write<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.execute(op).await
+    }
+
+    /// Runs the read-only `op` on a pooled connection in a blocking task
+    /// (see [`ReadPool::read`]).
+    pub async fn read<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        self.reads.read(op).await
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        self.reads.path()
+    }
+}
+
+#[cfg(test)]
+mod tests;

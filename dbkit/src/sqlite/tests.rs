@@ -1,0 +1,162 @@
+//! Unit tests of the SQLite plumbing.
+
+use super::*;
+
+const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "CREATE TABLE kv (k TEXT PRIMARY KEY NOT NULL, v INTEGER NOT NULL);",
+    ),
+    (2, "CREATE INDEX kv_by_v ON kv (v);"),
+];
+
+fn open(dir: &tempfile::TempDir) -> SqliteDb {
+    let url = format!("sqlite:{}", dir.path().join("t.db").display());
+    SqliteDb::open(&url, "test-writer", MIGRATIONS).unwrap()
+}
+
+fn put(conn: &Connection, k: &str, v: i64) -> Result<(), StoreError> {
+    conn.execute("INSERT INTO kv (k, v) VALUES (?1, ?2)", (k, v))?;
+    Ok(())
+}
+
+fn get(conn: &Connection, k: &str) -> Result<Option<i64>, StoreError> {
+    match conn.query_row("SELECT v FROM kv WHERE k = ?1", [k], |r| r.get(0)) {
+        Ok(v) => Ok(Some(v)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[test]
+fn migrating_twice_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = open_connection(&dir.path().join("m.db")).unwrap();
+    migrate(&mut conn, MIGRATIONS).unwrap();
+    migrate(&mut conn, MIGRATIONS).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, MIGRATIONS.len() as i64);
+}
+
+#[test]
+fn connections_use_the_durability_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = open_connection(&dir.path().join("s.db")).unwrap();
+    let pragma = |name: &str| -> String {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .map(|v| format!("{v:?}"))
+        .unwrap()
+    };
+    assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+    assert_eq!(pragma("synchronous"), "Integer(2)", "FULL");
+    assert_eq!(pragma("foreign_keys"), "Integer(1)");
+    assert_eq!(pragma("busy_timeout"), "Integer(5000)");
+}
+
+#[test]
+fn other_urls_are_rejected() {
+    for url in ["postgres://h/db", "sqlite::memory:", "mysql://h/db"] {
+        assert!(
+            matches!(
+                SqliteDb::open(url, "w", MIGRATIONS),
+                Err(StoreError::UnsupportedUrl(_))
+            ),
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn writes_are_visible_to_reads_once_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    db.write(|conn| put(conn, "a", 1)).await.unwrap();
+    assert_eq!(db.read(|conn| get(conn, "a")).await.unwrap(), Some(1));
+    assert_eq!(db.read(|conn| get(conn, "b")).await.unwrap(), None);
+    assert_eq!(db.path(), dir.path().join("t.db"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_operation_does_not_affect_its_batch_mates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let mut tasks = Vec::new();
+    for i in 0..200_i64 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.write(move |conn| {
+                put(conn, &format!("k{i}"), i)?;
+                if i % 3 == 0 {
+                    // Written, then failed: the savepoint must undo the put.
+                    return Err(StoreError::Commit(format!("op {i} refused")));
+                }
+                Ok(i)
+            })
+            .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        assert_eq!(result.is_ok(), i % 3 != 0, "op {i}");
+    }
+    let n: i64 = db
+        .read(|conn| {
+            Ok::<_, StoreError>(conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, (0..200).filter(|i| i % 3 != 0).count() as i64);
+}
+
+#[tokio::test]
+async fn a_constraint_violation_is_the_operations_own_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    db.write(|conn| put(conn, "dup", 1)).await.unwrap();
+    let again = db.write(|conn| put(conn, "dup", 2)).await;
+    assert!(matches!(again, Err(StoreError::Sqlite(_))), "{again:?}");
+    assert_eq!(db.read(|conn| get(conn, "dup")).await.unwrap(), Some(1));
+}
+
+/// A store-specific error wrapping [`StoreError`].
+#[derive(Debug)]
+enum AppError {
+    Store(StoreError),
+    Refused,
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::Store(e)
+    }
+}
+
+#[tokio::test]
+async fn operations_may_use_their_own_error_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let refused: Result<(), AppError> = db
+        .write(|conn| {
+            put(conn, "x", 1)?;
+            Err(AppError::Refused)
+        })
+        .await;
+    assert!(matches!(refused, Err(AppError::Refused)));
+    let missing: Result<(), AppError> = db
+        .write(|conn| {
+            conn.execute("INSERT INTO missing VALUES (1)", [])
+                .map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(AppError::Store(StoreError::Sqlite(_)))),
+        "{missing:?}"
+    );
+    let read: Result<Option<i64>, AppError> = db.read(|conn| Ok(get(conn, "x")?)).await;
+    assert_eq!(read.unwrap(), None, "the refused write was rolled back");
+}
