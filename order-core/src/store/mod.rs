@@ -5,6 +5,7 @@
 //! or `postgres://…` (production). Both write each order's outbox event in
 //! the order's own transaction.
 
+mod cached;
 mod error;
 mod postgres;
 mod sqlite;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use crate::outbox::{AfterCommit, OutboxConfig, OutboxStore};
 
+pub use cached::CachedOrderStore;
 pub use error::StoreError;
 pub use postgres::PgOrderStore;
 pub(crate) use sqlite::now_unix_ms;
