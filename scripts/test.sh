@@ -23,6 +23,8 @@ command -v perl >/dev/null 2>&1 || missing+=(perl)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

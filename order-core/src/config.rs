@@ -23,6 +23,8 @@ pub struct OrderServiceConfig {
     /// Fault injection (tests): exit right after the first commit that
     /// produced an event, before publishing it.
     pub fault_exit_after_commit: bool,
+    /// Optional Redis cache of order summaries (never the source of truth).
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 impl OrderServiceConfig {
@@ -42,6 +44,7 @@ impl OrderServiceConfig {
             db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
             outbox: OutboxConfig::new(sink),
             fault_exit_after_commit: false,
+            cache: None,
         }
     }
 }

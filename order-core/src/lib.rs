@@ -10,8 +10,10 @@
 //! * [`server`] — [`serve`], wiring store, account client, background
 //!   release retries and the health service onto a bound listener.
 //! * [`echo`] — [`serve_echo`], a no-work order service for benchmarks.
+//! * [`cache`] — the optional Redis cache of order summaries.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod echo;

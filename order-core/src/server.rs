@@ -1,6 +1,7 @@
 //! Serving the order service on a bound listener.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use hts_account_client::AccountClient;
@@ -41,6 +42,15 @@ pub async fn serve_with_faults(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (store, outbox) = crate::outbox::open_with_outbox(&config).await?;
+    let store = match &config.cache {
+        Some(cache) => {
+            let cache = crate::cache::OrderCache::connect(cache.clone())
+                .context("configuring the order cache")?;
+            Arc::new(crate::store::CachedOrderStore::new(store, Arc::new(cache)))
+                as Arc<dyn crate::store::OrderStore>
+        }
+        None => store,
+    };
     let accounts = AccountClient::connect_lazy(&config.account_service_url)
         .context("configuring the account service client")?;
     let ctx = OrderContext { store, accounts };

@@ -68,6 +68,17 @@ pub struct OrderServiceArgs {
     /// Minimum age before an event goes to the dead-letter topic, in milliseconds.
     #[arg(long, default_value_t = 3_600_000)]
     pub outbox_dlq_after_ms: u64,
+    /// Redis cache of order summaries: `redis://HOST:PORT/DB` or
+    /// `redis-sentinel://HOST:26379/DB?sentinelServiceName=NAME&node=HOST2:26379`.
+    /// Never the source of truth: a miss or Redis down reads the database.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Lifetime of a cached order, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub redis_ttl_secs: u64,
+    /// Upper bound of one cache operation, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub redis_timeout_ms: u64,
     /// Fault injection (tests): exit right after the first commit that
     /// produced an event, before publishing it or answering.
     #[arg(long)]
@@ -101,6 +112,14 @@ impl OrderServiceArgs {
         config.release_retry_interval = Duration::from_millis(self.release_retry_interval_ms);
         config.db_pool_size = self.db_pool_size;
         config.fault_exit_after_commit = self.fault_exit_after_commit;
+        config.cache = self
+            .redis_url
+            .as_ref()
+            .map(|url| hts_order_core::cache::CacheConfig {
+                url: url.clone(),
+                ttl: Duration::from_secs(self.redis_ttl_secs.max(1)),
+                op_timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+            });
         let outbox = &mut config.outbox;
         if let Some(brokers) = &self.kafka_brokers {
             outbox.sink = SinkConfig::Kafka(KafkaConfig {

@@ -5,6 +5,7 @@
 //! or `postgres://…` (production). Both write each order's outbox event in
 //! the order's own transaction.
 
+mod cached;
 mod postgres;
 mod sqlite;
 mod types;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use crate::outbox::{AfterCommit, OutboxConfig, OutboxStore};
 
+pub use cached::CachedOrderStore;
 pub(crate) use hts_dbkit::now_unix_ms;
 pub use hts_dbkit::StoreError;
 pub use postgres::PgOrderStore;

@@ -1,0 +1,230 @@
+//! The optional Redis order cache, against a real `redis-server` started on a
+//! free port: queries fill and use it, Redis frozen or gone costs nothing but
+//! a database read, and a cancel made while Redis is unreachable is never
+//! hidden by the stale entry Redis still holds when it comes back.
+
+mod support;
+
+use hts_proto::v1::{
+    CancelOrderRequest, Code, OrderStatus, OrderType, PlaceOrderRequest, QueryOrderRequest, Side,
+};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::{login, Proc};
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        let redis = Redis { child, port };
+        for _ in 0..200 {
+            if redis.cli(&["PING"]).as_deref() == Some("PONG") {
+                return redis;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// How many GET commands Redis has served so far.
+    fn get_calls(&self) -> u64 {
+        let info = self.cli(&["INFO", "commandstats"]).unwrap_or_default();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_cache_speeds_reads_and_never_outranks_the_database() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = Proc::spawn(&[
+        "account-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &format!("sqlite:{}", dir.path().join("a.db").display()),
+        "--seed-demo",
+    ]);
+    let redis_url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let orders = Proc::spawn(&[
+        "order-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &format!("sqlite:{}", dir.path().join("o.db").display()),
+        "--account-service",
+        &accounts.url(),
+        "--redis-url",
+        &redis_url,
+        "--redis-ttl-secs",
+        "600",
+    ]);
+    let gateway = Proc::spawn(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        &orders.url(),
+        "--request-timeout-ms",
+        "5000",
+    ]);
+    let client = login(gateway.addr, "ACC-0011").await;
+    let placed = client
+        .place(PlaceOrderRequest {
+            request_id: "cache-1".into(),
+            account_id: String::new(),
+            symbol: "005930".into(),
+            side: Side::Buy as i32,
+            order_type: OrderType::Limit as i32,
+            price: 100,
+            quantity: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(placed.code, Code::Ok as i32, "{}", placed.message);
+    let key = format!("hts:order:{}", placed.order_id);
+    let second = client
+        .place(PlaceOrderRequest {
+            request_id: "cache-2".into(),
+            account_id: String::new(),
+            symbol: "005930".into(),
+            side: Side::Buy as i32,
+            order_type: OrderType::Limit as i32,
+            price: 100,
+            quantity: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.code, Code::Ok as i32);
+    let query = || {
+        let client = client.clone();
+        let order_id = placed.order_id.clone();
+        async move {
+            let r = client.query(QueryOrderRequest { order_id }).await.unwrap();
+            assert_eq!(r.code, Code::Ok as i32, "{}", r.message);
+            r.order.unwrap().status
+        }
+    };
+
+    // A read fills the cache (the client connects in the background: allow it a moment).
+    let mut cached = None;
+    for _ in 0..100 {
+        assert_eq!(query().await, OrderStatus::Accepted as i32);
+        cached = redis.cli(&["GET", &key]).filter(|v| !v.is_empty());
+        if cached.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cached = cached.expect("the order was cached after a query");
+    assert!(cached.contains("\"status\":1"), "{cached}");
+
+    // Another account still cannot read it, cache or not.
+    let other = login(gateway.addr, "ACC-0012").await;
+    let r = other
+        .query(QueryOrderRequest {
+            order_id: placed.order_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.code, Code::Forbidden as i32);
+
+    // Redis frozen: reads and the cancel go to the database; the cancel's
+    // invalidation cannot reach Redis, which keeps its stale ACCEPTED entry.
+    redis.signal("-STOP");
+    assert_eq!(query().await, OrderStatus::Accepted as i32);
+    let canceled = client
+        .cancel(CancelOrderRequest {
+            request_id: "cache-1-cancel".into(),
+            order_id: placed.order_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(canceled.code, Code::Ok as i32, "{}", canceled.message);
+    assert_eq!(query().await, OrderStatus::Canceled as i32);
+
+    // Redis back. The delete may or may not have reached it (its bytes can
+    // sit in the socket while Redis is frozen), so put the stale ACCEPTED
+    // entry back, as a lost delete would leave it: the service must not serve it.
+    redis.signal("-CONT");
+    assert_eq!(
+        redis.cli(&["SET", &key, &cached, "EX", "600"]).as_deref(),
+        Some("OK")
+    );
+    // Wait until the service reads Redis again (GETs for the other order reach it).
+    let before = redis.get_calls();
+    let mut reading = false;
+    for _ in 0..200 {
+        let r = client
+            .query(QueryOrderRequest {
+                order_id: second.order_id.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.code, Code::Ok as i32);
+        if redis.get_calls() > before {
+            reading = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(reading, "the order service went back to reading Redis");
+    for _ in 0..10 {
+        assert_eq!(query().await, OrderStatus::Canceled as i32);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Redis gone altogether: still served, from the database.
+    drop(redis);
+    for _ in 0..5 {
+        assert_eq!(query().await, OrderStatus::Canceled as i32);
+    }
+}
