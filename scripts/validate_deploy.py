@@ -92,7 +92,8 @@ def check_postgres_budget():
     pool = next(int(d["data"]["DB_POOL_SIZE"]) for d in docs
                 if d["metadata"]["name"] == "hts-order-service-config")
     with open("deploy/k8s/order-service.yaml") as f:
-        ksvc = yaml.safe_load(f)
+        ksvc = next(d for d in yaml.safe_load_all(f)
+                    if d and d.get("apiVersion") == "serving.knative.dev/v1")
     max_scale = int(ksvc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/max-scale"])
     reserved = 30
     if pool * max_scale > (max_conn or 0) - reserved:
