@@ -28,6 +28,12 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+# Prometheus (promtool for the rule tests, the server for the scrape test)
+# and headless Chromium for the status-page test.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -42,6 +48,18 @@ fi
 step "Kafka-protocol broker for the outbox tests (tansu)"
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v tansu >/dev/null 2>&1 || cargo install tansu --locked --features dynostore
+
+step "Prometheus config and rules (promtool check + unit tests)"
+promtool check config deploy/prometheus/prometheus.yml
+promtool test rules deploy/prometheus/tests/alerts_test.yml
+
+step "Kubernetes manifests (kubernetes-validate, offline schemas)"
+if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
+  python3 -m pip install kubernetes-validate \
+    || python3 -m pip install --break-system-packages kubernetes-validate
+fi
+python3 scripts/validate_deploy.py
+haproxy -c -q -f deploy/postgres/haproxy.cfg
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -103,11 +103,28 @@ impl AccountClient {
         &self,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, AccountError> {
-        match tokio::time::timeout(self.config.call_timeout, call).await {
+        let result = match tokio::time::timeout(self.config.call_timeout, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(AccountError::from(status)),
             Err(_elapsed) => Err(AccountError::Timeout),
+        };
+        if let Err(e) = &result {
+            metrics::counter!(ERRORS_METRIC, "kind" => error_kind(e)).increment(1);
         }
+        result
+    }
+}
+
+/// Counter of failed account-service calls, label `kind`
+/// (`timeout`, `unavailable`, `other`).
+pub const ERRORS_METRIC: &str = "hts_account_client_errors_total";
+
+/// The bounded `kind` label of a failed call.
+fn error_kind(e: &AccountError) -> &'static str {
+    match e {
+        AccountError::Timeout => "timeout",
+        e if e.is_retryable() => "unavailable",
+        _ => "other",
     }
 }
 

@@ -85,6 +85,8 @@ fn start() -> System {
             "gateway",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--backend",
             &orders_url,
             "--request-timeout-ms",

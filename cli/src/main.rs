@@ -7,6 +7,7 @@
 //! (`RUST_LOG` sets the filter, default `info`).
 
 mod commands;
+mod metrics;
 mod readiness;
 mod secret;
 mod shutdown;

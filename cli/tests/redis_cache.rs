@@ -111,6 +111,8 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
         "gateway",
         "--listen",
         "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
         "--backend",
         &orders.url(),
         "--request-timeout-ms",

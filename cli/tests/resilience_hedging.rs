@@ -59,6 +59,8 @@ async fn hedging_keeps_p99_under_the_deadline_for_a_little_extra_load() {
         "gateway",
         "--listen",
         "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
         "--config",
         &cluster
             .dir

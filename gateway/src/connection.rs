@@ -458,8 +458,13 @@ impl Connection {
         };
         self.track(id);
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
+        let msg_type = req.msg_type();
         tokio::spawn(async move {
+            let counted = shared.stats.account_request(&account);
             let reply = shared.router.call(&account, req, id, deadline).await;
+            drop(counted);
+            crate::telemetry::order_latency(msg_type, reply.code(), started.elapsed());
             shared.stats.record(reply.code());
             // `None`: the client left meanwhile; `complete` counted the drop.
             if let Some(p) = shared.table.complete(id) {

@@ -16,9 +16,11 @@
 //!   backend set ([`Router`]);
 //! * [`config`] / [`config_file`]: every limit with its default, and the TOML file;
 //! * [`server`]: accept loop, connection limit, graceful shutdown;
-//! * [`client`]: an async client for the CLI, benches and tests.
+//! * [`client`]: an async client for the CLI, benches and tests;
+//! * [`admin`] / [`telemetry`]: the admin HTTP surface and Prometheus metrics.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod codec;
@@ -32,6 +34,7 @@ pub mod resilience;
 pub mod routing;
 pub mod server;
 pub mod stats;
+pub mod telemetry;
 pub mod writer;
 
 pub use auth::{mint_token, AuthError, JwtAuth};

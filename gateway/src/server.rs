@@ -86,6 +86,11 @@ impl Gateway {
         self.local_addr
     }
 
+    /// The configuration the gateway was started with.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.shared.config
+    }
+
     /// A handle on the gateway's counters, valid after `run` returns too.
     pub fn stats(&self) -> GatewayStats {
         self.shared.stats.clone()

@@ -3,9 +3,11 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use hts_proto::v1::Code;
 
 use crate::correlation::CorrelationTable;
+use crate::telemetry;
 
 /// Number of distinct `Code` values (0 = unspecified … 12 = PROTOCOL_ERROR).
 const CODES: usize = 13;
@@ -17,6 +19,8 @@ struct Inner {
     rejected_connections: AtomicU64,
     responses: [AtomicU64; CODES],
     table: Arc<CorrelationTable>,
+    /// Backend requests in flight per account (entries removed at zero).
+    by_account: DashMap<Arc<str>, usize>,
 }
 
 /// A clonable handle on the gateway's counters.
@@ -34,6 +38,7 @@ impl GatewayStats {
                 rejected_connections: AtomicU64::new(0),
                 responses: std::array::from_fn(|_| AtomicU64::new(0)),
                 table,
+                by_account: DashMap::new(),
             }),
         }
     }
@@ -85,7 +90,41 @@ impl GatewayStats {
             .collect()
     }
 
+    /// Capacity of the correlation table.
+    pub fn correlation_capacity(&self) -> usize {
+        self.inner.table.capacity()
+    }
+
+    /// Backend requests in flight per account, largest first, at most `limit`.
+    pub fn in_flight_by_account(&self, limit: usize) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> = self
+            .inner
+            .by_account
+            .iter()
+            .map(|e| (e.key().to_string(), *e.value()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(limit);
+        all
+    }
+
+    /// Accounts with at least one backend request in flight.
+    pub fn accounts_in_flight(&self) -> usize {
+        self.inner.by_account.len()
+    }
+
+    /// Counts one backend request of `account` until the guard is dropped.
+    pub(crate) fn account_request(&self, account: &Arc<str>) -> AccountGuard {
+        *self.inner.by_account.entry(account.clone()).or_insert(0) += 1;
+        AccountGuard {
+            stats: self.clone(),
+            account: account.clone(),
+        }
+    }
+
     pub(crate) fn record(&self, code: i32) {
+        telemetry::response(code);
         let slot = usize::try_from(code)
             .ok()
             .filter(|i| *i < CODES)
@@ -116,6 +155,23 @@ pub(crate) struct ConnectionGuard {
     stats: GatewayStats,
 }
 
+/// Decrements an account's in-flight count when dropped.
+#[derive(Debug)]
+pub(crate) struct AccountGuard {
+    stats: GatewayStats,
+    account: Arc<str>,
+}
+
+impl Drop for AccountGuard {
+    fn drop(&mut self) {
+        let map = &self.stats.inner.by_account;
+        if let Some(mut n) = map.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+        }
+        map.remove_if(&self.account, |_, n| *n == 0);
+    }
+}
+
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.stats
@@ -143,6 +199,13 @@ mod tests {
         }
         assert_eq!(s.open_connections(), 0);
         assert_eq!(s.accepted_connections(), 1);
+        let acc: Arc<str> = Arc::from("ACC-1");
+        {
+            let _a = s.account_request(&acc);
+            let _b = s.account_request(&acc);
+            assert_eq!(s.in_flight_by_account(10), vec![("ACC-1".to_owned(), 2)]);
+        }
+        assert_eq!(s.accounts_in_flight(), 0);
         assert_eq!(
             s.responses_by_code(),
             vec![(Code::Unspecified, 1), (Code::Ok, 2)]

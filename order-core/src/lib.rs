@@ -11,8 +11,10 @@
 //!   release retries and the health service onto a bound listener.
 //! * [`echo`] — [`serve_echo`], a no-work order service for benchmarks.
 //! * [`cache`] — the optional Redis cache of order summaries.
+//! * [`admin`] — the admin HTTP surface: probes and Prometheus metrics.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod domain;
@@ -25,6 +27,6 @@ pub mod store;
 
 pub use config::OrderServiceConfig;
 pub use echo::serve_echo;
-pub use server::{serve, serve_with_faults};
+pub use server::{serve, serve_with_admin, serve_with_faults};
 
 pub use store::{open_store, OrderStore, StoreError, StoreOptions};

@@ -41,6 +41,18 @@ pub async fn serve_with_faults(
     faults: std::sync::Arc<crate::fault::FaultInjector>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_admin(listener, config, faults, None, shutdown).await
+}
+
+/// [`serve_with_faults`] plus, with `admin`, the admin HTTP surface
+/// (`/healthz`, `/readyz`, `/metrics`) on its own listener while serving.
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    config: OrderServiceConfig,
+    faults: std::sync::Arc<crate::fault::FaultInjector>,
+    admin: Option<crate::admin::AdminOptions>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (store, outbox) = crate::outbox::open_with_outbox(&config).await?;
     let store = match &config.cache {
         Some(cache) => {
@@ -53,6 +65,21 @@ pub async fn serve_with_faults(
     };
     let accounts = AccountClient::connect_lazy(&config.account_service_url)
         .context("configuring the account service client")?;
+    let _admin = match admin {
+        Some(options) => {
+            let state = std::sync::Arc::new(crate::admin::OrderAdmin::new(
+                store.clone(),
+                &config.account_service_url,
+                options.prometheus,
+            )?);
+            Some(AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = crate::admin::serve(options.listener, state).await {
+                    tracing::error!(error = %e, "admin server failed");
+                }
+            })))
+        }
+        None => None,
+    };
     let ctx = OrderContext { store, accounts };
     let _retries = AbortOnDrop(tokio::spawn(run_release_retries(
         ctx.clone(),

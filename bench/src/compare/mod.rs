@@ -160,6 +160,8 @@ impl Ctx<'_> {
                 "gateway",
                 "--listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--backend",
                 &backend_url,
                 "--request-timeout-ms",

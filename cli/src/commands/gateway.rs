@@ -5,8 +5,15 @@
 //! same flags) and applies the backend list and resilience policies live;
 //! SIGUSR1 prints one line `hts gateway stats {json}` (router snapshot and
 //! gateway counters) on standard output; SIGINT/SIGTERM drain and exit.
+//!
+//! The admin HTTP surface listens on `--admin-listen` (default
+//! 127.0.0.1:7071; announced as `hts gateway-admin listening on ADDR` after
+//! the gateway's own line); state-changing requests need the bearer token of
+//! `--admin-token-file` or `HTS_ADMIN_TOKEN`.
 
+use anyhow::Context as _;
 use clap::Args;
+use hts_gateway::admin::{AdminState, AdminToken};
 use hts_gateway::{Gateway, GatewayConfig, GatewayFile, ResilienceConfig, Router};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +53,13 @@ pub struct GatewayArgs {
     /// Most requests in flight on one connection.
     #[arg(long)]
     pub max_in_flight_per_connection: Option<usize>,
+    /// Address of the admin HTTP surface (probes, /metrics, /admin/*, status page).
+    #[arg(long, default_value = hts_gateway::admin::DEFAULT_ADMIN_ADDR)]
+    pub admin_listen: String,
+    /// File holding the admin bearer token (else HTS_ADMIN_TOKEN); without
+    /// one, state-changing admin requests are refused.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
     /// Resilience policies (override the file's `[resilience]` table).
     #[command(flatten)]
     pub resilience: ResilienceArgs,
@@ -236,6 +250,24 @@ impl GatewayArgs {
         config
     }
 
+    /// The admin token: `--admin-token-file`, else `HTS_ADMIN_TOKEN`, else none.
+    fn admin_token(&self) -> anyhow::Result<Option<AdminToken>> {
+        if let Some(path) = &self.admin_token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read admin token file {}", path.display()))?;
+            let token = AdminToken::new(&text);
+            anyhow::ensure!(
+                token.is_some(),
+                "admin token file {} is empty",
+                path.display()
+            );
+            return Ok(token);
+        }
+        Ok(std::env::var("HTS_ADMIN_TOKEN")
+            .ok()
+            .and_then(|t| AdminToken::new(&t)))
+    }
+
     /// Re-reads the file and applies backends and policies to `router`.
     fn reload(&self, router: &Router) -> anyhow::Result<()> {
         let file = self.file()?;
@@ -257,7 +289,29 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::from_listener(listener, config)?;
     let router = gateway.router();
     let stats = gateway.stats();
+    let admin_token = args.admin_token()?;
+    if admin_token.is_none() {
+        tracing::warn!("no admin token configured: admin changes are disabled");
+    }
     let args = Arc::new(args);
+    let prometheus = crate::metrics::install(&[(
+        hts_gateway::telemetry::ORDER_LATENCY,
+        hts_gateway::telemetry::LATENCY_BUCKETS,
+    )])?;
+    let reload_from = args.clone();
+    let reload_router = router.clone();
+    let admin = Arc::new(
+        AdminState::new(&gateway, admin_token)
+            .with_prometheus(prometheus)
+            .with_reload(Arc::new(move || reload_from.reload(&reload_router))),
+    );
+    let (admin_listener, _) = super::bind_and_announce("gateway-admin", &args.admin_listen).await?;
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    let admin_task = tokio::spawn(hts_gateway::admin::serve(
+        admin_listener,
+        admin.clone(),
+        admin_stop.clone().cancelled_owned(),
+    ));
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -294,7 +348,21 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    gateway.run(crate::shutdown::signal()).await?;
+    let draining = admin.clone();
+    let result = gateway
+        .run(async move {
+            crate::shutdown::signal().await;
+            // Load balancers see 503 while in-flight requests drain.
+            draining.set_shutting_down();
+        })
+        .await;
+    admin_stop.cancel();
+    match admin_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "admin server failed"),
+        Err(e) => tracing::warn!(error = %e, "admin server task failed"),
+        Ok(Ok(())) => {}
+    }
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

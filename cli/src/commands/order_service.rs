@@ -98,6 +98,10 @@ pub struct OrderServiceArgs {
     /// Fault injection: exit the process when this many calls have arrived.
     #[arg(long)]
     pub fault_crash_after: Option<u64>,
+    /// Address of the admin HTTP surface (/healthz, /readyz, /metrics);
+    /// announced as `hts order-service-admin listening on ADDR`. Off when absent.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
     /// Fault injection: JSON file with the same settings
     /// (`{"error_ratio":0.5,"latency_ms":200,"latency_ratio":0.1,"hang_ratio":0,"crash_after":null}`),
     /// polled every 100 ms so faults can change while serving.
@@ -179,7 +183,24 @@ pub async fn run(args: OrderServiceArgs) -> anyhow::Result<ExitCode> {
     if faults.get().is_active() || args.fault_file.is_some() {
         tracing::warn!(faults = ?faults.get(), "fault injection is enabled");
     }
-    hts_order_core::serve_with_faults(listener, args.config(), faults, crate::shutdown::signal())
-        .await?;
+    let admin = match &args.admin_listen {
+        Some(addr) => {
+            let (listener, _) = super::bind_and_announce("order-service-admin", addr).await?;
+            let prometheus = crate::metrics::install(&[])?;
+            Some(hts_order_core::admin::AdminOptions {
+                listener,
+                prometheus: Some(prometheus),
+            })
+        }
+        None => None,
+    };
+    hts_order_core::serve_with_admin(
+        listener,
+        args.config(),
+        faults,
+        admin,
+        crate::shutdown::signal(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

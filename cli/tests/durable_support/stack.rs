@@ -70,7 +70,13 @@ impl Stack {
     }
 
     fn gateway(orders: &[Proc]) -> Proc {
-        let mut args: Vec<String> = vec!["gateway".into(), "--listen".into(), "127.0.0.1:0".into()];
+        let mut args: Vec<String> = vec![
+            "gateway".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
         for o in orders {
             args.push("--backend".into());
             args.push(o.url());

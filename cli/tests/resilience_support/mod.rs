@@ -154,6 +154,8 @@ impl Cluster {
             "gateway",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--config",
             &dir.path().join(CONFIG).display().to_string(),
         ]);

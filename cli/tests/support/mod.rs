@@ -161,7 +161,13 @@ impl Cluster {
                 ])
             })
             .collect();
-        let mut args: Vec<String> = vec!["gateway".into(), "--listen".into(), "127.0.0.1:0".into()];
+        let mut args: Vec<String> = vec![
+            "gateway".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
         for o in &orders {
             args.push("--backend".into());
             args.push(o.url());
