@@ -4,10 +4,12 @@
 //! server, nginx and HAProxy) on free loopback ports with stores in a temp
 //! dir, runs each [`Scenario`] at each rate and prints markdown tables with
 //! ratios. A scenario is one variant of [`Scenario`] plus one function here
-//! returning a [`ScenarioReport`]; hedging (needs the gateway's hedging
-//! switch and a slowed backend) and the PostgreSQL store (needs the durable
-//! store) become new variants once those exist.
+//! returning a [`ScenarioReport`] (hedging in [`hedging`], the durable store
+//! comparison in [`durable`]).
 
+pub mod durable;
+pub mod hedging;
+pub mod pg;
 pub mod procs;
 pub mod proxies;
 pub mod tables;
@@ -34,6 +36,10 @@ pub enum Scenario {
     DirectVsGateway,
     /// nginx grpc_pass (L7) and HAProxy TCP (L4) hops vs the gateway, all in front of no-work backends.
     Proxies,
+    /// Hedging on vs off: two gateways in front of three real order services, one slowed.
+    Hedging,
+    /// Embedded SQLite vs PostgreSQL store for the order and account services.
+    Durable,
 }
 
 /// Flags of `hts-bench compare`.
@@ -43,7 +49,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = "target/release/hts")]
     pub hts: PathBuf,
     /// Scenarios to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Scenario::DirectVsGateway, Scenario::Proxies])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Scenario::DirectVsGateway, Scenario::Proxies, Scenario::Hedging, Scenario::Durable])]
     pub scenarios: Vec<Scenario>,
     /// Offered rates, requests per second.
     #[arg(long, value_delimiter = ',', default_values_t = [1000.0, 5000.0, 10000.0])]
@@ -75,6 +81,28 @@ pub struct CompareArgs {
     /// HAProxy binary (Debian package `haproxy`).
     #[arg(long, default_value = "haproxy")]
     pub haproxy: PathBuf,
+    /// Offered rates of the hedging scenario (below the real order services' saturation).
+    #[arg(long, value_delimiter = ',', default_values_t = [500.0, 1000.0])]
+    pub hedging_rates: Vec<f64>,
+    /// Latency added to the slowed backend's affected calls (hedging scenario), ms.
+    #[arg(long, default_value_t = 200)]
+    pub fault_latency_ms: u64,
+    /// Share of the slowed backend's calls that get the added latency.
+    #[arg(long, default_value_t = 0.1)]
+    pub fault_latency_ratio: f64,
+    /// Extra flag for both gateways of the hedging scenario (repeatable),
+    /// e.g. `--hedging-gateway-arg=--breaker-failure-ratio=1`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub hedging_gateway_arg: Vec<String>,
+    /// Offered rates of the SQLite vs PostgreSQL scenario.
+    #[arg(long, value_delimiter = ',', default_values_t = [500.0, 1000.0, 2000.0])]
+    pub durable_rates: Vec<f64>,
+    /// p99 target (ms) of the durable-orders goal.
+    #[arg(long, default_value_t = 20.0)]
+    pub durable_p99_ms: f64,
+    /// Directory of the PostgreSQL server binaries (default: newest /usr/lib/postgresql/*/bin).
+    #[arg(long)]
+    pub pg_bindir: Option<PathBuf>,
     /// Do not draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
@@ -89,6 +117,9 @@ pub struct ScenarioReport {
     pub markdown: String,
     /// Every run it made.
     pub runs: Vec<RunReport>,
+    /// Scenario-specific data (gateway counters, per-store CPU), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Value>,
 }
 
 /// The whole comparison.
@@ -170,16 +201,80 @@ impl Ctx<'_> {
         )
     }
 
-    async fn run(
+    /// `sqlite:<temp dir>/<name>.db`.
+    fn sqlite(&self, name: &str) -> String {
+        format!("sqlite:{}", self.dir.join(format!("{name}.db")).display())
+    }
+
+    /// An account service with the demo accounts on `store`.
+    fn account_service(&self, name: &str, store: &str) -> anyhow::Result<Service> {
+        self.hts(
+            name,
+            &[
+                "account-service",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                store,
+                "--seed-demo",
+            ],
+        )
+    }
+
+    /// A real order service on `store` using `account`, plus `extra` flags.
+    fn order_service(
         &self,
-        label: String,
-        mode: Mode,
-        addr: String,
-        rate: f64,
-        pids: Vec<u32>,
-    ) -> anyhow::Result<RunReport> {
-        let a = self.args;
+        name: &str,
+        store: &str,
+        account: &Service,
+        extra: &[&str],
+    ) -> anyhow::Result<Service> {
+        let account_url = account.url();
+        let mut args = vec![
+            "order-service",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            store,
+            "--account-service",
+            &account_url,
+        ];
+        args.extend_from_slice(extra);
+        self.hts(name, &args)
+    }
+
+    /// A gateway over `backends` with its default deadline, plus `extra` flags.
+    fn gateway_over(
+        &self,
+        name: &str,
+        backends: &[&Service],
+        extra: &[&str],
+    ) -> anyhow::Result<Service> {
+        let urls: Vec<String> = backends.iter().map(|b| b.url()).collect();
+        let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
+        for u in &urls {
+            args.extend(["--backend", u.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        self.hts(name, &args)
+    }
+
+    /// A short unreported direct run at a low rate (opens pools, warms caches).
+    async fn prime(&self, label: String, addr: String) -> anyhow::Result<()> {
+        let rate = 200.0;
+        let load = self.load(label, Mode::Direct, addr, rate, Vec::new());
         let load = LoadArgs {
+            duration: Duration::from_secs(2),
+            warmup: Duration::ZERO,
+            ..load
+        };
+        driver::run(&load).await.context("priming run")?;
+        Ok(())
+    }
+
+    fn load(&self, label: String, mode: Mode, addr: String, rate: f64, pids: Vec<u32>) -> LoadArgs {
+        let a = self.args;
+        LoadArgs {
             addr,
             mode,
             rate,
@@ -191,9 +286,20 @@ impl Ctx<'_> {
             timeout: a.timeout,
             jwt_secret: self.secret.clone(),
             pids,
-            label: Some(label.clone()),
+            label: Some(label),
             no_progress: a.no_progress,
-        };
+        }
+    }
+
+    async fn run(
+        &self,
+        label: String,
+        mode: Mode,
+        addr: String,
+        rate: f64,
+        pids: Vec<u32>,
+    ) -> anyhow::Result<RunReport> {
+        let load = self.load(label.clone(), mode, addr, rate, pids);
         eprintln!("compare: {label} ...");
         let report = driver::run(&load)
             .await
@@ -271,6 +377,7 @@ async fn direct_vs_gateway(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
         scenario: Scenario::DirectVsGateway,
         markdown: tables::direct_vs_gateway(&pairs, orders.pid()),
         runs: pairs.into_iter().flat_map(|p| [p.floor, p.hop]).collect(),
+        extra: None,
     })
 }
 
@@ -374,6 +481,7 @@ async fn proxies(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 ]
             })
             .collect(),
+        extra: None,
     })
 }
 
@@ -402,12 +510,14 @@ pub async fn run(args: &CompareArgs) -> anyhow::Result<CompareReport> {
         let report = match s {
             Scenario::DirectVsGateway => direct_vs_gateway(&ctx).await,
             Scenario::Proxies => proxies(&ctx).await,
+            Scenario::Hedging => hedging::run(&ctx).await,
+            Scenario::Durable => durable::run(&ctx).await,
         };
         scenarios.push(report.with_context(|| {
             format!("scenario {s:?} (service logs in {})", dir.path().display())
         })?);
     }
-    let goals = tables::goals(&scenarios);
+    let goals = tables::goals(&scenarios, args.durable_p99_ms);
     Ok(CompareReport {
         machine: Machine::detect(),
         scenarios,
