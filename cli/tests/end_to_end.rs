@@ -594,3 +594,47 @@ async fn demo_and_client_commands_work_together() {
     demo.wait_for_line("Stopped cleanly", Duration::from_secs(30));
     assert_eq!(demo.wait_exit(Duration::from_secs(30)), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_sent_right_after_the_announcement_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    // No backend needs to be up for the gateway to announce itself.
+    let mut gateway = Proc::spawn(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--backend",
+        "http://127.0.0.1:9",
+    ]);
+    gateway.signal("-USR1");
+    let stats = gateway.wait_for_line("hts gateway stats", Duration::from_secs(30));
+    assert!(stats.contains("\"router\""), "{stats}");
+    gateway.sigterm();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(30)), Some(0));
+
+    let store = format!("sqlite:{}", dir.path().join("o.db").display());
+    let mut orders = Proc::spawn(&[
+        "order-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &store,
+        "--account-service",
+        "http://127.0.0.1:9",
+    ]);
+    orders.sigterm();
+    assert_eq!(orders.wait_exit(Duration::from_secs(30)), Some(0));
+
+    let accounts_store = format!("sqlite:{}", dir.path().join("a.db").display());
+    let mut accounts = Proc::spawn(&[
+        "account-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &accounts_store,
+    ]);
+    accounts.sigterm();
+    assert_eq!(accounts.wait_exit(Duration::from_secs(30)), Some(0));
+}

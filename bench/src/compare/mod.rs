@@ -251,7 +251,13 @@ impl Ctx<'_> {
         extra: &[&str],
     ) -> anyhow::Result<Service> {
         let urls: Vec<String> = backends.iter().map(|b| b.url()).collect();
-        let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
+        let mut args = vec![
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
         for u in &urls {
             args.extend(["--backend", u.as_str()]);
         }

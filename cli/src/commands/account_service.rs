@@ -24,12 +24,14 @@ pub struct AccountServiceArgs {
 
 /// Runs the account service until SIGINT/SIGTERM.
 pub async fn run(args: AccountServiceArgs) -> anyhow::Result<ExitCode> {
+    // Registered before the announcement, so an early SIGTERM drains.
+    let shutdown = crate::shutdown::install()?;
     let (listener, _) = super::bind_and_announce("account-service", &args.listen).await?;
     let config = AccountServiceConfig {
         store_url: args.store,
         seed_demo: args.seed_demo,
         db_pool_size: args.db_pool_size,
     };
-    hts_account_service::serve(listener, config, crate::shutdown::signal()).await?;
+    hts_account_service::serve(listener, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -285,6 +285,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     );
     let secret = crate::secret::resolve(args.jwt_secret_file.as_deref())?;
     let config = args.config(&file, secret);
+    // Every signal handler is registered before the address is announced: a
+    // SIGTERM, SIGHUP or SIGUSR1 sent as soon as the line appears must not
+    // hit the default action (which ends the process).
+    let shutdown = crate::shutdown::install()?;
+    #[cfg(unix)]
+    let (mut hup, mut usr1) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::user_defined1())?,
+        )
+    };
     let (listener, _) = super::bind_and_announce("gateway", &args.listen(&file)).await?;
     let gateway = Gateway::from_listener(listener, config)?;
     let router = gateway.router();
@@ -314,8 +326,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     ));
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup())?;
         let (reload_args, reload_router) = (args.clone(), router.clone());
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
@@ -330,7 +340,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        let mut usr1 = signal(SignalKind::user_defined1())?;
         tokio::spawn(async move {
             while usr1.recv().await.is_some() {
                 let line = serde_json::json!({
@@ -351,7 +360,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let draining = admin.clone();
     let result = gateway
         .run(async move {
-            crate::shutdown::signal().await;
+            shutdown.await;
             // Load balancers see 503 while in-flight requests drain.
             draining.set_shutting_down();
         })

@@ -168,9 +168,11 @@ impl OrderServiceArgs {
 
 /// Runs one order service until SIGINT/SIGTERM.
 pub async fn run(args: OrderServiceArgs) -> anyhow::Result<ExitCode> {
+    // Registered before the announcement, so an early SIGTERM drains.
+    let shutdown = crate::shutdown::install()?;
     let (listener, _) = super::bind_and_announce("order-service", &args.listen).await?;
     if args.echo {
-        hts_order_core::serve_echo(listener, crate::shutdown::signal()).await?;
+        hts_order_core::serve_echo(listener, shutdown).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let faults = FaultInjector::new(args.faults());
@@ -194,13 +196,6 @@ pub async fn run(args: OrderServiceArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    hts_order_core::serve_with_admin(
-        listener,
-        args.config(),
-        faults,
-        admin,
-        crate::shutdown::signal(),
-    )
-    .await?;
+    hts_order_core::serve_with_admin(listener, args.config(), faults, admin, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -86,8 +86,13 @@ impl Proc {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal given as `kill` spells it, e.g. `-USR1`.
+    pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([sig, &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
