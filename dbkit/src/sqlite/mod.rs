@@ -24,7 +24,7 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
 
 use crate::StoreError;
 
@@ -66,8 +66,7 @@ impl SqliteDb {
         writer_name: &str,
         migrations: &[Migration],
     ) -> Result<Self, StoreError> {
-        let mut conn = open_connection(&path)?;
-        migrate(&mut conn, migrations)?;
+        let conn = open_and_migrate(&path, migrations)?;
         let writer = GroupWriter::spawn(conn, writer_name)
             .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
@@ -106,3 +105,44 @@ impl SqliteDb {
 
 #[cfg(test)]
 mod tests;
+
+/// Longest time [`open_and_migrate`] keeps retrying a busy database.
+const OPEN_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Opens the write connection and applies `migrations`, retrying while the
+/// file is busy or locked.
+///
+/// Needed because several processes (or several stores in one process, as in
+/// `hts demo`) may open one file at the same moment, and SQLite answers some
+/// of those races with SQLITE_BUSY at once instead of waiting out its busy
+/// timeout: switching the journal mode to WAL while another connection does
+/// the same, or WAL recovery after a crash. Every step is idempotent
+/// (`CREATE TABLE IF NOT EXISTS`, versioned migrations in an immediate
+/// transaction), so starting over is safe.
+fn open_and_migrate(path: &Path, migrations: &[Migration]) -> Result<Connection, StoreError> {
+    let deadline = std::time::Instant::now() + OPEN_RETRY_BUDGET;
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let attempt = open_connection(path).and_then(|mut conn| {
+            migrate(&mut conn, migrations)?;
+            Ok(conn)
+        });
+        match attempt {
+            Ok(conn) => return Ok(conn),
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, path = %path.display(), "database busy while opening; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(250));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// True for SQLITE_BUSY and SQLITE_LOCKED (in any extended form).
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked)
+    )
+}

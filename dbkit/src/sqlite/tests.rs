@@ -160,3 +160,29 @@ async fn operations_may_use_their_own_error_type() {
     let read: Result<Option<i64>, AppError> = db.read(|conn| Ok(get(conn, "x")?)).await;
     assert_eq!(read.unwrap(), None, "the refused write was rolled back");
 }
+
+#[test]
+fn many_stores_opening_one_new_file_at_once_all_succeed() {
+    // Several order services (or the demo's three) start together on one
+    // file: SQLite answers some of those races with SQLITE_BUSY at once.
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("race-{round}.db"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    open_and_migrate(&path, MIGRATIONS).map(|_| ())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+}
