@@ -37,7 +37,7 @@ fn cluster(faults: &[&str], extra: &[&str]) -> (Cluster, SocketAddr, tempfile::T
 fn admin_addr(c: &mut Cluster) -> SocketAddr {
     let line = c
         .gateway
-        .wait_line("hts gateway-admin listening on ", Duration::from_secs(30));
+        .wait_for_line("hts gateway-admin listening on ", Duration::from_secs(30));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 

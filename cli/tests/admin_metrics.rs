@@ -16,7 +16,7 @@ async fn metrics_carry_the_order_path_after_traffic() {
     let mut c = Cluster::start(&["", ""], &["--request-timeout-ms", "5000"]);
     let line = c
         .gateway
-        .wait_line("hts gateway-admin listening on ", Duration::from_secs(30));
+        .wait_for_line("hts gateway-admin listening on ", Duration::from_secs(30));
     let admin = line.rsplit(' ').next().unwrap().parse().unwrap();
     let before = get(admin, "/metrics");
     assert_eq!(before.status, 200);

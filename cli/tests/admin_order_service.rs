@@ -38,7 +38,7 @@ async fn readiness_follows_the_account_service() {
         "--account-service",
         &accounts.url(),
     ]));
-    let line = orders.wait_line(
+    let line = orders.wait_for_line(
         "hts order-service-admin listening on ",
         Duration::from_secs(30),
     );

@@ -35,7 +35,7 @@ async fn prometheus_scrapes_the_order_latency_series() {
     let mut c = Cluster::start(&[""], &["--request-timeout-ms", "5000"]);
     let line = c
         .gateway
-        .wait_line("hts gateway-admin listening on ", Duration::from_secs(30));
+        .wait_for_line("hts gateway-admin listening on ", Duration::from_secs(30));
     let admin: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
     let client = c.client("ACC-0404").await;
     for n in 0..3 {

@@ -47,7 +47,7 @@ async fn status_page_renders_the_live_backend_table() {
     let mut c = Cluster::start(&["", ""], &["--request-timeout-ms", "5000"]);
     let line = c
         .gateway
-        .wait_line("hts gateway-admin listening on ", Duration::from_secs(30));
+        .wait_for_line("hts gateway-admin listening on ", Duration::from_secs(30));
     let admin: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
     let url = format!("http://{admin}/");
     let dir = tempfile::tempdir().unwrap();

@@ -608,7 +608,7 @@ async fn signals_sent_right_after_the_announcement_are_handled() {
         "--backend",
         "http://127.0.0.1:9",
     ]);
-    gateway.signal("-USR1");
+    gateway.signal("USR1");
     let stats = gateway.wait_for_line("hts gateway stats", Duration::from_secs(30));
     assert!(stats.contains("\"router\""), "{stats}");
     gateway.sigterm();

@@ -7,116 +7,21 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hts_gateway::client::Client;
 use hts_proto::v1::{Code, OrderType, PlaceOrderRequest, Side};
 
+#[path = "../support/mod.rs"]
+mod process;
+
 /// The JWT secret of every test cluster.
-pub const SECRET: &str = "resilience-test-secret";
+pub use process::SECRET;
 
 /// A running `hts` process, killed (SIGKILL) when dropped.
-pub struct Service {
-    child: Child,
-    /// The address it announced.
-    pub addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Service {
-    /// Spawns `hts ARGS` and waits for its `listening on` line.
-    pub fn spawn(args: &[String]) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hts"))
-            .args(args)
-            .env("HTS_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn hts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Service {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            lines: rx,
-        };
-        let line = s.wait_line(" listening on ", Duration::from_secs(60));
-        s.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
-        s
-    }
-
-    /// The next stdout line containing `needle`.
-    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no line with {needle:?} within {timeout:?}"),
-            }
-        }
-    }
-
-    /// gRPC URL.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends a signal by name (`HUP`, `USR1`, ...).
-    pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Resident set size in KiB, from /proc.
-    pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS line")
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use process::Proc as Service;
 
 /// Account service, order services with fault files, gateway with a config file.
 pub struct Cluster {
@@ -195,7 +100,7 @@ impl Cluster {
         write_gateway_config(self.dir.path(), backends);
         self.gateway.signal("HUP");
         self.gateway
-            .wait_line("hts gateway reloaded", Duration::from_secs(10));
+            .wait_for_line("hts gateway reloaded", Duration::from_secs(10));
     }
 
     /// URL of order service `i`.
@@ -284,7 +189,7 @@ fn spawn_order_service(dir: &Path, account_url: &str, i: usize) -> Service {
 /// A gateway's snapshot (SIGUSR1 → `hts gateway stats {json}`).
 pub fn stats(gateway: &mut Service) -> serde_json::Value {
     gateway.signal("USR1");
-    let line = gateway.wait_line("hts gateway stats ", Duration::from_secs(10));
+    let line = gateway.wait_for_line("hts gateway stats ", Duration::from_secs(10));
     let json = line.split_once("hts gateway stats ").unwrap().1;
     serde_json::from_str(json).expect("stats json")
 }

@@ -28,12 +28,12 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `hts ARGS` and waits for its listening line.
-    pub fn spawn(args: &[&str]) -> Proc {
+    pub fn spawn(args: &[impl AsRef<std::ffi::OsStr>]) -> Proc {
         Self::spawn_with_env(args, &[])
     }
 
     /// Spawns `hts ARGS` with extra environment and waits for its listening line.
-    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    pub fn spawn_with_env(args: &[impl AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hts"));
         cmd.args(args)
             .env("HTS_JWT_SECRET", SECRET)
@@ -86,16 +86,39 @@ impl Proc {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
-        self.signal("-TERM");
+        self.signal("TERM");
     }
 
-    /// Sends a signal given as `kill` spells it, e.g. `-USR1`.
-    pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
+    /// Sends a signal by name (`TERM`, `HUP`, `USR1`, ...).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
-            .expect("kill");
-        assert!(status.success());
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS line")
     }
 
     /// Waits for the process to exit, up to `timeout`; returns its exit code.
