@@ -32,6 +32,41 @@ pub(crate) enum Decision {
     DeadLettered(Uuid),
 }
 
+/// Publish outcomes sorted by what the store must record for them.
+#[derive(Debug, Default)]
+pub(crate) struct SortedDecisions {
+    /// Rows to mark SENT.
+    pub(crate) sent: Vec<Uuid>,
+    /// Rows to mark DLQ.
+    pub(crate) dead: Vec<Uuid>,
+    /// Rows whose failure (and retry count) to record.
+    pub(crate) failed: Vec<(Uuid, String)>,
+}
+
+impl SortedDecisions {
+    /// Sorts `decisions` into the three groups.
+    pub(crate) fn new(decisions: Vec<Decision>) -> Self {
+        let mut sorted = Self::default();
+        for decision in decisions {
+            match decision {
+                Decision::Sent(id) => sorted.sent.push(id),
+                Decision::DeadLettered(id) => sorted.dead.push(id),
+                Decision::Failed(id, e) => sorted.failed.push((id, e)),
+            }
+        }
+        sorted
+    }
+
+    /// The counts of a recovery round that made these decisions.
+    pub(crate) fn report(&self) -> super::RecoveryReport {
+        super::RecoveryReport {
+            published: self.sent.len(),
+            failed: self.failed.len(),
+            dead_lettered: self.dead.len(),
+        }
+    }
+}
+
 /// Publishes every claimed row: rows past the DLQ policy go to the
 /// dead-letter topic, the others to their topic in one batch.
 pub(crate) async fn publish_claimed(
@@ -76,4 +111,33 @@ pub(crate) async fn publish_claimed(
         });
     }
     decisions
+}
+
+#[cfg(test)]
+mod sorted_tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_sorted_and_counted() {
+        let (a, b, c, d) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let sorted = SortedDecisions::new(vec![
+            Decision::Sent(a),
+            Decision::Failed(b, "broker down".into()),
+            Decision::DeadLettered(c),
+            Decision::Sent(d),
+        ]);
+        assert_eq!(sorted.sent, vec![a, d]);
+        assert_eq!(sorted.dead, vec![c]);
+        assert_eq!(sorted.failed, vec![(b, "broker down".to_owned())]);
+        let report = sorted.report();
+        assert_eq!(
+            (report.published, report.failed, report.dead_lettered),
+            (2, 1, 1)
+        );
+    }
 }

@@ -21,7 +21,7 @@ pub mod runtime;
 pub mod sink;
 pub mod store;
 
-pub(crate) use claimed::{publish_claimed, ClaimedRow, Decision};
+pub(crate) use claimed::{publish_claimed, ClaimedRow, SortedDecisions};
 pub use config::{OutboxConfig, SinkConfig};
 pub use dispatcher::{AfterCommit, DispatchSettings, Dispatcher};
 pub use event::{EventType, OrderEventPayload, OutboxEvent};

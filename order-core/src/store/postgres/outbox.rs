@@ -7,7 +7,9 @@ use hts_dbkit::pg::PgError;
 use uuid::Uuid;
 
 use super::rows::{claimed_from_row, CLAIM_COLUMNS};
-use crate::outbox::{publish_claimed, Decision, DlqPolicy, EventSink, OutboxStats, RecoveryReport};
+use crate::outbox::{
+    publish_claimed, DlqPolicy, EventSink, OutboxStats, RecoveryReport, SortedDecisions,
+};
 use crate::store::StoreError;
 
 pub(crate) async fn mark_sent<C: GenericClient>(client: &C, ids: &[Uuid]) -> Result<(), PgError> {
@@ -89,22 +91,11 @@ pub(crate) async fn recover(
     if claimed.is_empty() {
         return Ok(RecoveryReport::default());
     }
-    let decisions = publish_claimed(claimed, policy, sink).await;
-    let mut report = RecoveryReport::default();
-    let (mut sent, mut dead, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    for decision in decisions {
-        match decision {
-            Decision::Sent(id) => sent.push(id),
-            Decision::DeadLettered(id) => dead.push(id),
-            Decision::Failed(id, e) => failed.push((id, e)),
-        }
-    }
-    report.published = sent.len();
-    report.dead_lettered = dead.len();
-    report.failed = failed.len();
-    mark_sent(&tx, &sent).await?;
-    mark_dlq(&tx, &dead).await?;
-    record_failures(&tx, &failed).await?;
+    let sorted = SortedDecisions::new(publish_claimed(claimed, policy, sink).await);
+    let report = sorted.report();
+    mark_sent(&tx, &sorted.sent).await?;
+    mark_dlq(&tx, &sorted.dead).await?;
+    record_failures(&tx, &sorted.failed).await?;
     tx.commit().await.map_err(PgError::from)?;
     Ok(report)
 }

@@ -21,8 +21,8 @@ use super::{
     StoredOrder,
 };
 use crate::outbox::{
-    publish_claimed, AfterCommit, Decision, DlqPolicy, EventSink, OutboxStats, OutboxStore,
-    RecoveryReport,
+    publish_claimed, AfterCommit, DlqPolicy, EventSink, OutboxStats, OutboxStore, RecoveryReport,
+    SortedDecisions,
 };
 
 /// Order store backed by a SQLite file.
@@ -143,24 +143,13 @@ impl OutboxStore for SqliteOrderStore {
         if claimed.is_empty() {
             return Ok(RecoveryReport::default());
         }
-        let decisions = publish_claimed(claimed, policy, sink).await;
-        let mut report = RecoveryReport::default();
-        let (mut sent, mut dead, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-        for decision in decisions {
-            match decision {
-                Decision::Sent(id) => sent.push(id),
-                Decision::DeadLettered(id) => dead.push(id),
-                Decision::Failed(id, e) => failed.push((id, e)),
-            }
-        }
-        report.published = sent.len();
-        report.dead_lettered = dead.len();
-        report.failed = failed.len();
+        let sorted = SortedDecisions::new(publish_claimed(claimed, policy, sink).await);
+        let report = sorted.report();
         self.db
             .write(move |conn| {
-                outbox::mark_sent(conn, &sent)?;
-                outbox::mark_dlq(conn, &dead)?;
-                outbox::record_failures(conn, &failed)
+                outbox::mark_sent(conn, &sorted.sent)?;
+                outbox::mark_dlq(conn, &sorted.dead)?;
+                outbox::record_failures(conn, &sorted.failed)
             })
             .await?;
         Ok(report)
