@@ -71,6 +71,19 @@ impl Redis {
     }
 }
 
+/// A BUY of `quantity` 005930 at 100 for the session's account.
+fn buy(request_id: &str, quantity: i64) -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        request_id: request_id.into(),
+        account_id: String::new(),
+        symbol: "005930".into(),
+        side: Side::Buy as i32,
+        order_type: OrderType::Limit as i32,
+        price: 100,
+        quantity,
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -119,32 +132,10 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
         "5000",
     ]);
     let client = login(gateway.addr, "ACC-0011").await;
-    let placed = client
-        .place(PlaceOrderRequest {
-            request_id: "cache-1".into(),
-            account_id: String::new(),
-            symbol: "005930".into(),
-            side: Side::Buy as i32,
-            order_type: OrderType::Limit as i32,
-            price: 100,
-            quantity: 2,
-        })
-        .await
-        .unwrap();
+    let placed = client.place(buy("cache-1", 2)).await.unwrap();
     assert_eq!(placed.code, Code::Ok as i32, "{}", placed.message);
     let key = format!("hts:order:{}", placed.order_id);
-    let second = client
-        .place(PlaceOrderRequest {
-            request_id: "cache-2".into(),
-            account_id: String::new(),
-            symbol: "005930".into(),
-            side: Side::Buy as i32,
-            order_type: OrderType::Limit as i32,
-            price: 100,
-            quantity: 1,
-        })
-        .await
-        .unwrap();
+    let second = client.place(buy("cache-2", 1)).await.unwrap();
     assert_eq!(second.code, Code::Ok as i32);
     let query = || {
         let client = client.clone();
