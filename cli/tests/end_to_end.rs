@@ -410,6 +410,7 @@ async fn wire_errors_on_the_real_gateway() {
     let login = LoginRequest {
         account_id: "ACC-0007".into(),
         token: token("ACC-0007"),
+        ..Default::default()
     };
     s.write_all(&raw_frame(1, 0, 7, &login.encode_to_vec()))
         .await

@@ -5,6 +5,8 @@
 //! * [`sqlite`] — SQLite: `sqlite:PATH` URLs, connections with the
 //!   durability settings of the stores, a group-committing writer thread,
 //!   a pool of read connections and versioned migrations.
+//! * [`redis`] — a fred Redis client for caches (single server or
+//!   Sentinel by URL, bounded commands, background reconnects).
 //! * [`StoreError`] — the failure type of a store built on either.
 //!
 //! Store-specific SQL (schemas, queries) stays with each store.
@@ -12,6 +14,7 @@
 
 pub mod error;
 pub mod pg;
+pub mod redis;
 pub mod sqlite;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -68,12 +68,22 @@ impl JwtAuth {
 
     /// Verifies `token` and returns its account id (the `sub` claim).
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
+        self.verify_with_lifetime(token).map(|(account, _)| account)
+    }
+
+    /// Verifies `token` and returns its account id and how long it remains
+    /// valid (until its `exp`).
+    pub fn verify_with_lifetime(&self, token: &str) -> Result<(String, Duration), AuthError> {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(map_err)?;
         if data.claims.sub.is_empty() {
             return Err(AuthError::MissingClaim("sub".into()));
         }
-        Ok(data.claims.sub)
+        let left = data
+            .claims
+            .exp
+            .saturating_sub(jsonwebtoken::get_current_timestamp());
+        Ok((data.claims.sub, Duration::from_secs(left)))
     }
 }
 

@@ -161,6 +161,22 @@ impl Client {
         let req = LoginRequest {
             account_id: account_id.to_owned(),
             token: token.to_owned(),
+            session_id: String::new(),
+        };
+        self.typed(MsgType::Login, &req).await
+    }
+
+    /// Resumes the session `session_id` (returned by an earlier token login,
+    /// possibly on another gateway) without a token.
+    pub async fn resume(
+        &self,
+        account_id: &str,
+        session_id: &str,
+    ) -> Result<LoginResponse, ClientError> {
+        let req = LoginRequest {
+            account_id: account_id.to_owned(),
+            token: String::new(),
+            session_id: session_id.to_owned(),
         };
         self.typed(MsgType::Login, &req).await
     }

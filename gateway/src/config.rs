@@ -71,6 +71,8 @@ pub struct GatewayConfig {
     pub jwt_secret: Vec<u8>,
     /// Retry, hedging, breaker, bulkhead, rate-limit and health policies.
     pub resilience: ResilienceConfig,
+    /// Redis directory of sessions (resume on any gateway); off when `None`.
+    pub session_store: Option<crate::sessions::SessionStoreConfig>,
 }
 
 impl GatewayConfig {
@@ -104,6 +106,7 @@ impl Default for GatewayConfig {
             backend_keepalive_interval: DEFAULT_BACKEND_KEEPALIVE_INTERVAL,
             jwt_secret: Vec::new(),
             resilience: ResilienceConfig::default(),
+            session_store: None,
         }
     }
 }
@@ -134,6 +137,13 @@ impl std::fmt::Debug for GatewayConfig {
             )
             .field("jwt_secret", &"<redacted>")
             .field("resilience", &self.resilience)
+            .field(
+                "session_store",
+                &self
+                    .session_store
+                    .as_ref()
+                    .map(|s| hts_dbkit::redis::redact_url(&s.url)),
+            )
             .finish()
     }
 }

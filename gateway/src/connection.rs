@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hts_proto::v1::{Code, Heartbeat, LoginRequest, LoginResponse};
+
+use crate::sessions::Resolved;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -55,6 +57,7 @@ const LINGER: Duration = Duration::from_secs(1);
 pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) auth: JwtAuth,
+    pub(crate) sessions: Arc<crate::sessions::SessionDirectory>,
     pub(crate) table: Arc<CorrelationTable>,
     pub(crate) router: Arc<Router>,
     pub(crate) stats: GatewayStats,
@@ -365,6 +368,36 @@ impl Connection {
         self.send(Outbound::reply(frame, permit)).await
     }
 
+    /// The account and session id a LOGIN proves: a token login opens a new
+    /// session (registered in the session directory for the token's
+    /// remaining lifetime); a login with only a session id resumes that
+    /// session if the directory knows it.
+    async fn authenticate(&self, req: &LoginRequest) -> Result<(String, String), String> {
+        if req.token.is_empty() && !req.session_id.is_empty() {
+            return match self.shared.sessions.resolve(&req.session_id).await {
+                Resolved::Account(account) => Ok((account, req.session_id.clone())),
+                Resolved::Unknown => {
+                    Err("unknown or expired session; log in with a token".to_owned())
+                }
+                Resolved::Unavailable => {
+                    Err("session store unavailable; log in with a token".to_owned())
+                }
+            };
+        }
+        let (account, lifetime) = self
+            .shared
+            .auth
+            .verify_with_lifetime(&req.token)
+            .map_err(|e| format!("login refused: {e}"))?;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        if req.account_id.is_empty() || req.account_id == account {
+            self.shared
+                .sessions
+                .register(&session_id, &account, lifetime);
+        }
+        Ok((account, session_id))
+    }
+
     async fn login(&mut self, frame: Frame, permit: OwnedSemaphorePermit) -> Flow {
         let corr = frame.correlation_id;
         let req: LoginRequest = match frame.decode_body() {
@@ -375,13 +408,14 @@ impl Connection {
                     .await
             }
         };
-        let refusal = match self.shared.auth.verify(&req.token) {
-            Ok(sub) if req.account_id.is_empty() || req.account_id == sub => {
+        let refusal = match self.authenticate(&req).await {
+            Ok((sub, session_id)) if req.account_id.is_empty() || req.account_id == sub => {
                 let session = Session {
                     account: Arc::from(sub),
-                    session_id: uuid::Uuid::new_v4().to_string(),
+                    session_id,
                 };
-                tracing::info!(conn = self.id, account = %session.account, "login");
+                tracing::info!(conn = self.id, account = %session.account,
+                    resumed = req.token.is_empty(), "login");
                 let resp = LoginResponse {
                     code: Code::Ok as i32,
                     message: String::new(),
@@ -392,8 +426,8 @@ impl Connection {
                 let frame = Frame::response(MsgType::Login, corr, &resp);
                 return self.send(Outbound::reply(frame, permit)).await;
             }
-            Ok(_) => "account_id does not match the token".to_owned(),
-            Err(e) => format!("login refused: {e}"),
+            Ok(_) => "account_id does not match the token or session".to_owned(),
+            Err(refusal) => refusal,
         };
         // A failed login never touches an existing session.
         self.failed_logins += 1;

@@ -33,6 +33,7 @@ pub mod frame;
 pub mod resilience;
 pub mod routing;
 pub mod server;
+pub mod sessions;
 pub mod stats;
 pub mod telemetry;
 pub mod writer;

@@ -66,8 +66,11 @@ impl Gateway {
         let set = BackendSet::new(&config.backends, settings, live.clone())?;
         let router = Arc::new(Router::new(set, live, config.request_timeout));
         let table = Arc::new(CorrelationTable::new(config.correlation_capacity));
+        let sessions = crate::sessions::SessionDirectory::new(config.session_store.as_ref())
+            .context("configuring the session store")?;
         let shared = Arc::new(Shared {
             auth: JwtAuth::new(&config.jwt_secret),
+            sessions: Arc::new(sessions),
             router,
             stats: GatewayStats::new(table.clone()),
             table,

@@ -252,6 +252,7 @@ impl Raw {
         let req = LoginRequest {
             account_id: String::new(),
             token: token(ACCOUNT),
+            ..Default::default()
         };
         self.send(Frame::request(MsgType::Login, 1, &req)).await;
         let f = self.recv().await.unwrap();

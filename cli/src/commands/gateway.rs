@@ -53,6 +53,15 @@ pub struct GatewayArgs {
     /// Most requests in flight on one connection.
     #[arg(long)]
     pub max_in_flight_per_connection: Option<usize>,
+    /// Redis holding the session directory (`redis://HOST:PORT/DB` or
+    /// `redis-sentinel://HOST:26379/DB?sentinelServiceName=NAME&node=HOST2:26379`):
+    /// a session opened on one gateway can be resumed on another. Never the
+    /// source of truth: a miss or Redis down means logging in with the token.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Upper bound of one session-directory operation, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub redis_timeout_ms: u64,
     /// Address of the admin HTTP surface (probes, /metrics, /admin/*, status page).
     #[arg(long, default_value = hts_gateway::admin::DEFAULT_ADMIN_ADDR)]
     pub admin_listen: String,
@@ -247,6 +256,13 @@ impl GatewayArgs {
         {
             config.max_in_flight_per_connection = n;
         }
+        config.session_store =
+            self.redis_url
+                .as_ref()
+                .map(|url| hts_gateway::sessions::SessionStoreConfig {
+                    url: url.clone(),
+                    op_timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+                });
         config
     }
 

@@ -83,6 +83,10 @@ pub async fn config(State(state): State<Arc<AdminState>>) -> Json<serde_json::Va
         "jwt_secret": "[redacted]",
         "admin_token": if state.token.is_some() { "[redacted]" } else { "[not configured]" },
         "resilience": &*state.router().live().config(),
+        "session_store": c.session_store.as_ref().map(|s| serde_json::json!({
+            "url": hts_dbkit::redis::redact_url(&s.url),
+            "op_timeout_ms": ms(s.op_timeout),
+        })),
     }))
 }
 
