@@ -160,7 +160,8 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
     let cached = cached.expect("the order was cached after a query");
     assert!(cached.contains("\"status\":1"), "{cached}");
 
-    // Another account still cannot read it, cache or not.
+    // Another account still cannot read it, cache or not: to it the order
+    // does not exist.
     let other = login(gateway.addr, "ACC-0012").await;
     let r = other
         .query(QueryOrderRequest {
@@ -168,7 +169,8 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
         })
         .await
         .unwrap();
-    assert_eq!(r.code, Code::Forbidden as i32);
+    assert_eq!(r.code, Code::NotFound as i32);
+    assert!(r.order.is_none());
 
     // Redis frozen: reads and the cancel go to the database; the cancel's
     // invalidation cannot reach Redis, which keeps its stale ACCEPTED entry.

@@ -6,17 +6,20 @@
 //!   durability settings of the stores, a group-committing writer thread,
 //!   a pool of read connections and versioned migrations.
 //! * [`StoreError`] — the failure type of a store built on either.
+//! * [`redact_url`] — a connection URL without its password, for logs.
 //!
 //! Store-specific SQL (schemas, queries) stays with each store.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod pg;
+pub mod redact;
 pub mod sqlite;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
+pub use redact::redact_url;
 
 /// Wall-clock time in Unix epoch milliseconds (0 if the clock is before
 /// 1970), as the stores record it.
