@@ -30,7 +30,7 @@ pub fn cache_client(url: &str, op_timeout: Duration) -> Result<Client, RedisConf
     if !SCHEMES.contains(&scheme) || !url.contains("://") {
         return Err(RedisConfigError(format!(
             "unsupported URL {:?}: use one of {}",
-            redact_url(url),
+            crate::redact_url(url),
             SCHEMES.join("://, ") + "://"
         )));
     }
@@ -51,35 +51,9 @@ pub fn cache_client(url: &str, op_timeout: Duration) -> Result<Client, RedisConf
     Ok(client)
 }
 
-/// `url` with any password replaced by `***`, for logs and config dumps.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("redis://user:s3cret@h:6379/0"),
-            "redis://user:***@h:6379/0"
-        );
-        assert_eq!(redact_url("redis://:s3cret@h:6379"), "redis://:***@h:6379");
-        assert_eq!(redact_url("redis://h:6379/0"), "redis://h:6379/0");
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
 
     #[tokio::test]
     async fn unknown_schemes_are_refused_without_leaking_the_password() {

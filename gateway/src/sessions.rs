@@ -17,6 +17,8 @@ use std::time::Duration;
 use fred::prelude::{Expiration, KeysInterface};
 use serde::Serialize;
 
+use crate::auth::TokenClaims;
+
 /// Settings of the session directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionStoreConfig {
@@ -34,8 +36,9 @@ impl SessionStoreConfig {
 /// What a resume found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
-    /// The session exists; its account.
-    Account(String),
+    /// The session exists: its account and the expiry of the token that
+    /// opened it.
+    Session(TokenClaims),
     /// No such session (never registered, expired, or malformed id).
     Unknown,
     /// The directory could not be asked (not configured, Redis down or slow).
@@ -111,22 +114,23 @@ impl SessionDirectory {
         format!("hts:session:{session_id}")
     }
 
-    /// Records `session_id` → `account` for `ttl` (the token's remaining
-    /// lifetime) in the background; a failure only means that session
-    /// cannot be resumed elsewhere.
-    pub fn register(self: &std::sync::Arc<Self>, session_id: &str, account: &str, ttl: Duration) {
+    /// Records `session_id` → the token's account and `exp` until that
+    /// `exp`, in the background; a failure only means that session cannot
+    /// be resumed elsewhere.
+    pub fn register(self: &std::sync::Arc<Self>, session_id: &str, claims: &TokenClaims) {
         let Some(client) = self.client.clone() else {
             return;
         };
-        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let secs = i64::try_from(claims.remaining().as_secs()).unwrap_or(i64::MAX);
         if secs == 0 {
             return;
         }
-        let (key, account) = (Self::key(session_id), account.to_owned());
+        let key = Self::key(session_id);
+        let value = encode(claims);
         let this = std::sync::Arc::clone(self);
         tokio::spawn(async move {
             let set: Result<(), _> = client
-                .set(key, account, Some(Expiration::EX(secs)), None, false)
+                .set(key, value, Some(Expiration::EX(secs)), None, false)
                 .await;
             match set {
                 Ok(()) => count(&this.registered, "registered"),
@@ -151,10 +155,11 @@ impl SessionDirectory {
             return Resolved::Unknown;
         }
         let got: Result<Option<String>, _> = client.get(Self::key(session_id)).await;
-        match got {
-            Ok(Some(account)) if !account.is_empty() => {
+        match got.map(|v| v.as_deref().and_then(decode)) {
+            // The Redis TTL may lag; the token's own expiry decides.
+            Ok(Some(claims)) if !claims.remaining().is_zero() => {
                 count(&self.resumed, "resumed");
-                Resolved::Account(account)
+                Resolved::Session(claims)
             }
             Ok(_) => {
                 count(&self.unknown, "unknown");
@@ -179,9 +184,38 @@ impl SessionDirectory {
     }
 }
 
+/// The Redis value of a session: `EXP_UNIX:ACCOUNT`.
+fn encode(claims: &TokenClaims) -> String {
+    format!("{}:{}", claims.expires_at_unix, claims.account)
+}
+
+/// Parses [`encode`]'s value; `None` for anything else.
+fn decode(value: &str) -> Option<TokenClaims> {
+    let (exp, account) = value.split_once(':')?;
+    if account.is_empty() {
+        return None;
+    }
+    Some(TokenClaims {
+        account: account.to_owned(),
+        expires_at_unix: exp.parse().ok()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_round_trip_and_garbage_is_refused() {
+        let claims = TokenClaims {
+            account: "ACC:0001".into(),
+            expires_at_unix: 1_900_000_000,
+        };
+        assert_eq!(decode(&encode(&claims)), Some(claims));
+        for bad in ["", "ACC-1", "x:ACC-1", "123:", ":ACC"] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+    }
 
     #[tokio::test]
     async fn without_redis_every_resume_is_unavailable() {
