@@ -34,7 +34,26 @@ impl Proc {
 
     /// Spawns `hts ARGS` with extra environment and waits for its listening line.
     pub fn spawn_with_env(args: &[impl AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hts"));
+        Self::spawn_wrapped(&[], args, env)
+    }
+
+    /// Spawns `WRAPPER… hts ARGS` (e.g. `ip netns exec NS`), which must
+    /// exec `hts` in place so the child's pid is the service's, and waits
+    /// for its listening line.
+    pub fn spawn_wrapped(
+        wrapper: &[&str],
+        args: &[impl AsRef<std::ffi::OsStr>],
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let hts = env!("CARGO_BIN_EXE_hts");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(hts);
+                c
+            }
+            None => Command::new(hts),
+        };
         cmd.args(args)
             .env("HTS_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
