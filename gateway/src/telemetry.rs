@@ -14,7 +14,6 @@ use std::time::Duration;
 use hts_proto::v1::Code;
 
 use crate::frame::MsgType;
-use crate::resilience::breaker::BreakerState;
 use crate::resilience::router::RouterSnapshot;
 use crate::stats::GatewayStats;
 
@@ -87,15 +86,6 @@ pub fn msg_type_label(msg_type: MsgType) -> &'static str {
     }
 }
 
-/// The gauge value of a breaker state.
-pub fn breaker_value(state: BreakerState) -> f64 {
-    match state {
-        BreakerState::Closed => 0.0,
-        BreakerState::HalfOpen => 1.0,
-        BreakerState::Open => 2.0,
-    }
-}
-
 /// Counts one response to a client.
 pub(crate) fn response(code: i32) {
     metrics::counter!(REQUESTS, "code" => code_label(code)).increment(1);
@@ -146,7 +136,7 @@ impl Exporter {
             ready += usize::from(up);
             let l = [("backend", b.url.clone())];
             gauge!(BACKEND_IN_FLIGHT, &l).set(b.in_flight as f64);
-            gauge!(BACKEND_BREAKER, &l).set(breaker_value(b.breaker.state));
+            gauge!(BACKEND_BREAKER, &l).set(b.breaker.state.gauge_value());
             gauge!(BACKEND_UP, &l).set(if up { 1.0 } else { 0.0 });
             counter!(BACKEND_CALLS, &l).absolute(b.calls);
             counter!(BACKEND_ERRORS, &l).absolute(b.errors);
