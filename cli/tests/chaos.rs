@@ -141,51 +141,151 @@ fn longest_gap_without_ok(load: &LoadResult, from: Instant, to: Instant) -> Dura
         .unwrap_or_default()
 }
 
+/// The value of an unlabelled (or fully labelled) series in a Prometheus scrape.
+fn series(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// An order service's `/metrics` scrape (empty when it does not answer).
+fn scrape(admin: std::net::SocketAddr) -> String {
+    std::panic::catch_unwind(|| admin_support::get(admin, "/metrics").body).unwrap_or_default()
+}
+
 /// Scenario 1: the account service is down for 10 s.
 fn account_service_down(report: &mut ScenarioReport) {
-    report.procedure = "Two order services and one gateway, both stores on PostgreSQL. After the \
-        steady phase the account service is SIGKILLed, stays down 10 s, and is started again on \
-        the same address (same PostgreSQL store). Orders need a reservation, so while it is \
-        down they cannot be accepted: they must be refused fast with SERVICE_UNAVAILABLE, and \
-        accepted again once it is back."
+    report.procedure = "Two order services and one gateway, both stores on PostgreSQL, account \
+        client breakers at their defaults (20-call window, opens at 50 % failures, open 1 s \
+        doubling to 10 s while probes fail, 3 probes). After the steady phase the account \
+        service is SIGKILLed, stays down 10 s, and is started again on the same address (same \
+        PostgreSQL store). Orders need a reservation, so while it is down they cannot be \
+        accepted: the breakers must open and orders be refused fast with SERVICE_UNAVAILABLE, \
+        and accepted again once it is back. Each order service's `/metrics` is scraped every \
+        100 ms during the outage."
         .into();
     let mut system = System::start(Options::new(2, 1));
+    let admins: Vec<std::net::SocketAddr> = system
+        .orders
+        .iter()
+        .map(|o| o.admin.expect("order-service admin"))
+        .collect();
     let load = start_load("s1", &system);
     sleep(STEADY);
+    let router = |system: &System| {
+        admin_support::get(system.gateway_admins[0], "/admin/backends").json()["router"].clone()
+    };
+    let before = router(&system);
     let down_at = Instant::now();
     system.kill_account();
-    sleep(Duration::from_secs(10));
+    // Watch the breakers while the account service is down.
+    let mut opened: Vec<Option<Instant>> = vec![None; admins.len()];
+    let mut states = std::collections::BTreeSet::new();
+    while down_at.elapsed() < Duration::from_secs(10) {
+        for (i, admin) in admins.iter().enumerate() {
+            if let Some(state) = series(&scrape(*admin), "hts_account_client_breaker_state") {
+                states.insert(state as u32);
+                if state == 2.0 && opened[i].is_none() {
+                    opened[i] = Some(Instant::now());
+                }
+            }
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let circuit_open_refusals: f64 = admins
+        .iter()
+        .filter_map(|a| {
+            series(
+                &scrape(*a),
+                r#"hts_account_client_errors_total{kind="circuit_open"}"#,
+            )
+        })
+        .sum();
+    let during = router(&system);
     system.restart_account();
     let back_at = Instant::now();
     let first_ok = load.live.wait_until(Duration::from_secs(30), |l| {
         l.first_ok_sent_after(back_at).is_some()
     });
     sleep(AFTER);
+    let closed_again: Vec<Option<f64>> = admins
+        .iter()
+        .map(|a| series(&scrape(*a), "hts_account_client_breaker_state"))
+        .collect();
     let result = load.stop();
     report.fault_window(&result, down_at, back_at);
-    let rejections: Vec<&Attempt> = result
-        .attempts()
-        .filter(|a| a.sent_at >= down_at && a.sent_at < back_at)
-        .filter(|a| a.answer.label() == "SERVICE_UNAVAILABLE")
-        .collect();
-    let p99_rejection = quantile(rejections.iter().map(|a| a.latency), 0.99);
+    let all_open = opened.iter().all(Option::is_some);
+    let open_at = opened.iter().flatten().max().copied();
     report.measure(
-        "SERVICE_UNAVAILABLE answers while down",
-        rejections.len().to_string(),
+        "breaker state values seen on /metrics during the outage (0 closed, 1 half-open, 2 open)",
+        format!("{states:?}"),
     );
     report.measure(
-        "p99 of those rejections (client-measured)",
-        p99_rejection.map_or("–".into(), fmt_duration),
+        "kill → breaker open (per order service)",
+        opened
+            .iter()
+            .map(|t| t.map_or("never".into(), |t| fmt_duration(t - down_at)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    report.measure(
+        "orders refused by an open breaker without a call (hts_account_client_errors_total{kind=\"circuit_open\"})",
+        format!("{circuit_open_refusals}"),
     );
     report.check(
-        "orders are refused with SERVICE_UNAVAILABLE while the account service is down",
-        !rejections.is_empty(),
-        format!("{} rejections", rejections.len()),
+        "each order service's account-client breaker opens (its /metrics gauge reads 2)",
+        all_open,
+        format!("states seen {states:?}"),
+    );
+    let rejected = |from: Instant| -> Vec<&Attempt> {
+        result
+            .attempts()
+            .filter(|a| a.sent_at >= from && a.sent_at < back_at)
+            .filter(|a| a.answer.label() == "SERVICE_UNAVAILABLE")
+            .collect()
+    };
+    let all_rejections = rejected(down_at);
+    report.measure(
+        "SERVICE_UNAVAILABLE answers during the outage (p99)",
+        format!(
+            "{} ({})",
+            all_rejections.len(),
+            quantile(all_rejections.iter().map(|a| a.latency), 0.99)
+                .map_or("–".into(), fmt_duration)
+        ),
+    );
+    let delta = |key: &str| {
+        during[key]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before[key].as_u64().unwrap_or(0))
+    };
+    report.measure(
+        "gateway retries / requests during the outage (a refusal retried on the other order service waits 10 ms backoff + a second call)",
+        format!("{} / {}", delta("retries"), delta("requests")),
+    );
+    let while_open = open_at.map(rejected).unwrap_or_default();
+    let p99_open = quantile(while_open.iter().map(|a| a.latency), 0.99);
+    report.measure(
+        "SERVICE_UNAVAILABLE answers once every breaker had opened (p50 / p90 / p99)",
+        format!(
+            "{} ({} / {} / {})",
+            while_open.len(),
+            quantile(while_open.iter().map(|a| a.latency), 0.5).map_or("–".into(), fmt_duration),
+            quantile(while_open.iter().map(|a| a.latency), 0.9).map_or("–".into(), fmt_duration),
+            p99_open.map_or("–".into(), fmt_duration)
+        ),
     );
     report.check(
-        "p99 of SERVICE_UNAVAILABLE rejections < 10 ms",
-        p99_rejection.is_some_and(|p| p < Duration::from_millis(10)),
-        p99_rejection.map_or("no rejection".into(), fmt_duration),
+        "with the breakers open, p99 of SERVICE_UNAVAILABLE rejections < 10 ms (client-measured)",
+        p99_open.is_some_and(|p| p < Duration::from_millis(10)),
+        format!(
+            "{} rejections, p99 {}",
+            while_open.len(),
+            p99_open.map_or("–".into(), fmt_duration)
+        ),
     );
     let ok_while_down = result
         .attempts()
@@ -211,6 +311,11 @@ fn account_service_down(report: &mut ScenarioReport) {
             "no OK within 30 s",
         ),
     }
+    report.check(
+        "the breakers close again",
+        closed_again.iter().all(|s| *s == Some(0.0)),
+        format!("gauges {AFTER:?} after the first OK: {closed_again:?}"),
+    );
     reconcile_into(report, &system, &result);
 }
 
@@ -593,7 +698,9 @@ fn network_partition(report: &mut ScenarioReport) {
         8 s: packets between the gateway and the service vanish (calls hang, no refusal). The \
         gateway runs breakers over 10-call windows that probe again after 1 s (production: \
         50 calls, 30 s) so the heal shows within the scenario; hedging, retries and health \
-        checks have their defaults. tc netem is not used: this kernel has no sch_netem."
+        checks (every 0.5 s, 2 failures eject) have their defaults. The gateway's \
+        /admin/backends is polled every 100 ms. tc netem is not used: this kernel has no \
+        sch_netem."
         .into();
     let ns = match NetNs::create() {
         Ok(ns) => ns,
@@ -623,17 +730,26 @@ fn network_partition(report: &mut ScenarioReport) {
     sleep(STEADY);
     let cut_at = Instant::now();
     ns.partition().expect("partition");
+    // Poll the gateway's backend table: breaker state, status, calls.
     let mut states = std::collections::BTreeSet::new();
-    let mut statuses = std::collections::BTreeSet::new();
     let mut opened_at = None;
+    let mut out: Option<(Duration, u64)> = None;
+    let mut back_in_while_cut = 0;
     while cut_at.elapsed() < Duration::from_secs(8) {
         let b = row(admin);
         let state = b["breaker"]["state"].as_str().unwrap_or("?").to_owned();
         if state == "open" && opened_at.is_none() {
             opened_at = Some(cut_at.elapsed());
         }
+        let taken_out = b["status"] != "healthy" || state == "open";
+        match out {
+            None if taken_out => {
+                out = Some((cut_at.elapsed(), b["calls"].as_u64().unwrap_or(0)));
+            }
+            Some(_) if !taken_out => back_in_while_cut += 1,
+            _ => {}
+        }
         states.insert(state);
-        statuses.insert(b["status"].as_str().unwrap_or("?").to_owned());
         sleep(Duration::from_millis(100));
     }
     let during = row(admin);
@@ -660,22 +776,30 @@ fn network_partition(report: &mut ScenarioReport) {
     let result = load.stop();
     report.fault_window(&result, cut_at, healed_at);
     let opened = during["breaker"]["times_opened"].as_u64().unwrap_or(0) - opened_before;
+    let calls_while_out = out.map(|(_, calls)| during["calls"].as_u64().unwrap_or(0) - calls);
     report.measure(
-        "breaker states seen during the partition",
-        format!("{states:?}"),
+        "cut → backend out of rotation (status ejected or breaker open)",
+        out.map_or("never".into(), |(t, _)| fmt_duration(t)),
     );
     report.measure(
-        "backend statuses seen during the partition",
-        format!("{statuses:?}"),
+        "breaker states seen during the partition (times opened)",
+        format!("{states:?} ({opened})"),
     );
     report.measure(
-        "breaker opened after the cut",
-        opened_at.map_or("never".into(), fmt_duration),
+        "cut → breaker open",
+        opened_at.map_or("did not open: health checks ejected the backend first, and calls abandoned for a winning hedge do not count as breaker failures".into(), fmt_duration),
+    );
+    report.measure(
+        "calls sent to it after it was taken out, until the heal",
+        calls_while_out.map_or("–".into(), |c| c.to_string()),
     );
     report.check(
-        "the partitioned backend's breaker opens",
-        opened > 0,
-        format!("times_opened +{opened}; states {states:?}"),
+        "the partitioned backend is taken out of rotation (health-check/outlier ejection or breaker) and stays out until healed",
+        out.is_some() && back_in_while_cut == 0,
+        format!(
+            "out after {}, {back_in_while_cut} polls back in while cut, breaker opened {opened}×",
+            out.map_or("never".into(), |(t, _)| fmt_duration(t))
+        ),
     );
     let in_window = requests_started(&result, cut_at, healed_at);
     let (all_ok, summary) = final_summary(&in_window);

@@ -50,18 +50,29 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-    /// 4 connections (accounts ACC-0601…0604) at 60 orders/s on `gateways`.
+    /// 4 connections (accounts ACC-0601…0604) at [`rate`] orders/s on `gateways`.
     pub fn standard(prefix: &str, gateways: Vec<SocketAddr>, gateway_deadline: Duration) -> Self {
         LoadConfig {
             gateways,
             accounts: (601..605).map(|n| format!("ACC-{n:04}")).collect(),
-            rate_per_sec: 60.0,
+            rate_per_sec: rate(),
             answer_cap: gateway_deadline + Duration::from_secs(3),
             max_attempts: 4,
             retry_pause: Duration::from_millis(250),
             prefix: prefix.to_owned(),
         }
     }
+}
+
+/// Orders per second of the standard load: `HTS_CHAOS_RATE`, default 60
+/// (well below what this 2-core machine saturates at, so the faults, not
+/// the load, decide what happens).
+pub fn rate() -> f64 {
+    std::env::var("HTS_CHAOS_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|r: &f64| *r > 0.0)
+        .unwrap_or(60.0)
 }
 
 /// What one send got back.

@@ -33,6 +33,9 @@ pub struct ScenarioReport {
     pub p99_fault: Option<Duration>,
     /// Sends made while the fault was on.
     pub sends_during_fault: usize,
+    /// p50 and p99 latency of the sends made before the fault (the
+    /// machine's baseline during this scenario).
+    pub baseline: Option<(Duration, Duration)>,
     /// What "recovery" means here and how long it took.
     pub recovery: Option<(String, Duration)>,
     /// Scenario-specific measurements (name, value).
@@ -109,6 +112,13 @@ impl ScenarioReport {
             .collect();
         self.sends_during_fault = during.len();
         self.p99_fault = quantile(during.iter().map(|a| a.latency), 0.99);
+        let before: Vec<Duration> = load
+            .attempts()
+            .filter(|a| a.sent_at < from)
+            .map(|a| a.latency)
+            .collect();
+        self.baseline =
+            quantile(before.iter().copied(), 0.5).zip(quantile(before.iter().copied(), 0.99));
     }
 
     /// True when every check passed and nothing broke.
@@ -233,27 +243,28 @@ pub fn render(info: &RunInfo, reports: &[ScenarioReport]) -> String {
     );
     let _ = writeln!(
         s,
-        "Load in every scenario: 4 gateway connections (accounts ACC-0601…0604), 60 orders/s \
+        "Load in every scenario: 4 gateway connections (accounts ACC-0601…0604), {} orders/s \
          in total, sent open-loop, each order a unique request_id (BUY 1 × 100, reserving 100 \
          CASH). A send answered TIMEOUT, SERVICE_UNAVAILABLE, INTERNAL or RATE_LIMITED, or lost \
          to a broken connection, is re-sent with the same request_id after 250 ms × attempt, \
          at most 4 sends; a broken connection is replaced by a new login (to the next gateway \
          if its own is gone). Reconciliation then reads the order database (orders, \
          idempotency records, outbox), the account database (reservations, balances) and the \
-         topic `hts.orders` with a real Kafka consumer.\n"
+         topic `hts.orders` with a real Kafka consumer.\n",
+        super::load::rate()
     );
-    let _ = writeln!(s, "Columns: *sent* = distinct request ids; *OK* = acknowledged; *refused* = final answer a definitive non-OK code; *unknown* = final answer TIMEOUT / no answer / broken connection (outcome unknown to the client); *lost* = acknowledged but missing from the database or the topic; *dup. events* = extra copies of an event id already on the topic (at-least-once delivery, same id); *p99 fault* = p99 latency of every send made while the fault was on.\n");
+    let _ = writeln!(s, "Columns: *sent* = distinct request ids; *OK* = acknowledged; *refused* = final answer a definitive non-OK code; *unknown* = final answer TIMEOUT / no answer / broken connection (outcome unknown to the client); *lost* = acknowledged but missing from the database or the topic; *dup. events* = extra copies of an event id already on the topic (at-least-once delivery, same id); *p99 before* = p99 latency of the sends before the fault (this machine's baseline in that scenario); *p99 fault* = p99 latency of every send made while the fault was on.\n");
     let _ = writeln!(
         s,
-        "| # | Scenario | sent | OK | refused | unknown | lost | dup. events | p99 fault | recovery | result |"
+        "| # | Scenario | sent | OK | refused | unknown | lost | dup. events | p99 before | p99 fault | recovery | result |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in reports {
         match &r.reconciliation {
             Some(rec) => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.number,
                     r.title,
                     rec.sent,
@@ -262,6 +273,7 @@ pub fn render(info: &RunInfo, reports: &[ScenarioReport]) -> String {
                     rec.unknown,
                     rec.lost(),
                     rec.duplicate_copies,
+                    opt(r.baseline.map(|b| b.1)),
                     opt(r.p99_fault),
                     r.recovery
                         .as_ref()
@@ -272,7 +284,7 @@ pub fn render(info: &RunInfo, reports: &[ScenarioReport]) -> String {
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | – | – | – | – | – | – | – | – | {} |",
+                    "| {} | {} | – | – | – | – | – | – | – | – | – | {} |",
                     r.number,
                     r.title,
                     r.verdict()
@@ -343,6 +355,14 @@ fn section(s: &mut String, r: &ScenarioReport) {
         for (k, v) in rows {
             let _ = writeln!(s, "| {k} | {v} |");
         }
+    }
+    if let Some((p50, p99)) = r.baseline {
+        let _ = writeln!(
+            s,
+            "| sends before the fault: p50 / p99 (baseline) | {} / {} |",
+            fmt_duration(p50),
+            fmt_duration(p99)
+        );
     }
     let _ = writeln!(
         s,
