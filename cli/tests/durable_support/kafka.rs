@@ -34,30 +34,40 @@ pub fn tansu_bin() -> PathBuf {
 /// A running broker; killed on drop.
 pub struct Broker {
     child: Option<Child>,
-    /// Its port on 127.0.0.1.
+    /// The address it listens on and advertises (127.0.0.1 unless started
+    /// with [`Broker::start_on`]).
+    pub host: String,
+    /// Its port.
     pub port: u16,
 }
 
 impl Broker {
-    /// Starts a broker on a free port.
+    /// Starts a broker on a free port of 127.0.0.1.
     pub fn start() -> Broker {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Starts a broker listening on (and advertising) `host`, a local
+    /// address, on a free port.
+    pub fn start_on(host: &str) -> Broker {
         let mut broker = Broker {
             child: None,
+            host: host.to_owned(),
             port: free_port(),
         };
         broker.start_again();
         broker
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `HOST:PORT`.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// (Re)starts the broker on its port and waits until it listens.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "broker already running");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}:{}", self.host, self.port);
         let child = Command::new(tansu_bin())
             .args([
                 "broker",
@@ -76,7 +86,7 @@ impl Broker {
             .expect("spawn tansu");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect((self.host.as_str(), self.port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -150,6 +160,21 @@ pub fn consume(
     timeout: Duration,
     settle: Duration,
 ) -> Vec<Record> {
+    consume_until(brokers, topic, timeout, settle, |records| {
+        records.len() >= min
+    })
+}
+
+/// Reads `topic` from the beginning with a fresh consumer group until
+/// `done` says the records read so far are enough (or `timeout`), then
+/// keeps reading for `settle` to catch extra (duplicate) records.
+pub fn consume_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    settle: Duration,
+    mut done: impl FnMut(&[Record]) -> bool,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
@@ -198,7 +223,7 @@ pub fn consume(
             Some(Err(e)) => eprintln!("consumer: {e}"),
             None => {}
         }
-        if settle_until.is_none() && records.len() >= min {
+        if settle_until.is_none() && done(&records) {
             settle_until = Some(Instant::now() + settle);
         }
     }

@@ -192,6 +192,20 @@ impl PgServer {
         f.write_all(text.as_bytes()).expect("write conf");
     }
 
+    /// Also listens on `addr` and lets clients of `cidr` in without a
+    /// password (a network namespace's peer), then restarts so the new
+    /// listen address takes effect.
+    pub fn allow_network(&self, addr: &str, cidr: &str) {
+        use std::io::Write;
+        self.append_conf(&format!("listen_addresses = '127.0.0.1,{addr}'\n"));
+        let mut hba = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("pg_hba.conf"))
+            .expect("pg_hba.conf");
+        writeln!(hba, "host all all {cidr} trust").expect("write pg_hba.conf");
+        self.restart();
+    }
+
     /// Makes commits on this primary wait for the standby (synchronous
     /// replication) and reloads.
     pub fn require_sync_standby(&self) {

@@ -37,21 +37,41 @@ impl Proc {
 
     /// Spawns `hts ARGS` with extra environment and waits for its listening line.
     pub fn spawn_with_env(args: &[impl AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Proc {
-        Self::spawn_inner(args, env, false)
+        Self::spawn_inner(&[], args, env, false)
     }
 
     /// Like [`Proc::spawn_with_env`], but standard error is captured too
     /// (see [`Proc::output`]) instead of passed through.
     pub fn spawn_logged(args: &[impl AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Proc {
-        Self::spawn_inner(args, env, true)
+        Self::spawn_inner(&[], args, env, true)
+    }
+
+    /// Spawns `WRAPPER… hts ARGS` (e.g. `ip netns exec NS`), which must
+    /// exec `hts` in place so the child's pid is the service's, and waits
+    /// for its listening line.
+    pub fn spawn_wrapped(
+        wrapper: &[&str],
+        args: &[impl AsRef<std::ffi::OsStr>],
+        env: &[(&str, &str)],
+    ) -> Proc {
+        Self::spawn_inner(wrapper, args, env, false)
     }
 
     fn spawn_inner(
+        wrapper: &[&str],
         args: &[impl AsRef<std::ffi::OsStr>],
         env: &[(&str, &str)],
         capture_stderr: bool,
     ) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hts"));
+        let hts = env!("CARGO_BIN_EXE_hts");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(hts);
+                c
+            }
+            None => Command::new(hts),
+        };
         cmd.args(args)
             .env("HTS_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
