@@ -14,9 +14,11 @@
 //! values are applied live ([`crate::Router::reload`]).
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::GatewayConfig;
 use crate::resilience::ResilienceConfig;
 
 /// The config file could not be used.
@@ -78,12 +80,30 @@ impl GatewayFile {
         })?;
         GatewayFile::parse(&text, &name)
     }
+
+    /// Sets every value the file gives in `config` (command-line flags are
+    /// applied afterwards and win). `listen` is the caller's: it is a string
+    /// until bound.
+    pub fn apply_to(&self, config: &mut GatewayConfig) {
+        if !self.backends.is_empty() {
+            config.backends = self.backends.clone();
+        }
+        if let Some(ms) = self.request_timeout_ms {
+            config.request_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.max_in_flight_per_connection {
+            config.max_in_flight_per_connection = n;
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections = n;
+        }
+        config.resilience = self.resilience.clone();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn parses_backends_and_nested_resilience() {
@@ -111,5 +131,28 @@ breaker_delay_ms = 1000
         let e = GatewayFile::parse("backend = []", "t.toml").unwrap_err();
         assert!(e.to_string().contains("t.toml"));
         assert!(GatewayFile::load(Path::new("/nonexistent/gw.toml")).is_err());
+    }
+
+    #[test]
+    fn apply_to_sets_only_what_the_file_gives() {
+        let mut config = GatewayConfig::new(vec!["http://a:1".into()], b"s".to_vec());
+        GatewayFile::default().apply_to(&mut config);
+        assert_eq!(config.backends, vec!["http://a:1".to_owned()]);
+        assert_eq!(
+            config.max_connections,
+            GatewayConfig::default().max_connections
+        );
+        let f = GatewayFile::parse(
+            "backends = [\"http://b:2\"]\nrequest_timeout_ms = 80\nmax_connections = 7\n\
+             max_in_flight_per_connection = 3\n[resilience]\nmax_retries = 0\n",
+            "t.toml",
+        )
+        .unwrap();
+        f.apply_to(&mut config);
+        assert_eq!(config.backends, vec!["http://b:2".to_owned()]);
+        assert_eq!(config.request_timeout, Duration::from_millis(80));
+        assert_eq!(config.max_connections, 7);
+        assert_eq!(config.max_in_flight_per_connection, 3);
+        assert_eq!(config.resilience.max_retries, 0);
     }
 }

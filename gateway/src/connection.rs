@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use hts_proto::v1::{Code, Heartbeat, LoginRequest, LoginResponse};
+use hts_proto::v1::{Code, LoginRequest, LoginResponse};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -36,6 +36,7 @@ use crate::config::GatewayConfig;
 use crate::correlation::{CorrelationTable, Pending};
 use crate::dispatch::BackendRequest;
 use crate::frame::{Frame, MsgType, FLAG_RESPONSE};
+use crate::request::{admit, decode_request, login_account, ClientRequest};
 use crate::resilience::Router;
 use crate::stats::GatewayStats;
 use crate::writer::{run_writer, Outbound};
@@ -313,42 +314,17 @@ impl Connection {
             },
         };
         let corr = frame.correlation_id;
-        match frame.kind() {
-            Some(MsgType::Login) => self.login(frame, permit).await,
-            Some(MsgType::Heartbeat) => match frame.decode_body::<Heartbeat>() {
-                Ok(_) => {
-                    let echo = Frame {
-                        flags: FLAG_RESPONSE,
-                        ..frame
-                    };
-                    self.send(Outbound::reply(echo, permit)).await
-                }
-                Err(e) => {
-                    self.invalid(corr, format!("body is not a Heartbeat: {e}"), permit)
-                        .await
-                }
-            },
-            Some(t @ (MsgType::PlaceOrder | MsgType::CancelOrder | MsgType::QueryOrder)) => {
-                match BackendRequest::decode(t, frame.body) {
-                    Ok(Some(req)) => self.backend_request(corr, req, permit).await,
-                    Ok(None) => {
-                        self.invalid(
-                            corr,
-                            format!("msg_type {} is not a request", t.as_u16()),
-                            permit,
-                        )
-                        .await
-                    }
-                    Err(e) => {
-                        self.invalid(corr, format!("body is not a {t:?} request: {e}"), permit)
-                            .await
-                    }
-                }
+        match decode_request(frame.msg_type, frame.body.clone()) {
+            Ok(ClientRequest::Login(req)) => self.login(corr, req, permit).await,
+            Ok(ClientRequest::Heartbeat(_)) => {
+                let echo = Frame {
+                    flags: FLAG_RESPONSE,
+                    ..frame
+                };
+                self.send(Outbound::reply(echo, permit)).await
             }
-            Some(MsgType::Error) | None => {
-                let msg = format!("unknown msg_type {}", frame.msg_type);
-                self.invalid(corr, msg, permit).await
-            }
+            Ok(ClientRequest::Backend(req)) => self.backend_request(corr, req, permit).await,
+            Err(e) => self.invalid(corr, e.to_string(), permit).await,
         }
     }
 
@@ -365,18 +341,9 @@ impl Connection {
         self.send(Outbound::reply(frame, permit)).await
     }
 
-    async fn login(&mut self, frame: Frame, permit: OwnedSemaphorePermit) -> Flow {
-        let corr = frame.correlation_id;
-        let req: LoginRequest = match frame.decode_body() {
-            Ok(r) => r,
-            Err(e) => {
-                return self
-                    .invalid(corr, format!("body is not a LoginRequest: {e}"), permit)
-                    .await
-            }
-        };
-        let refusal = match self.shared.auth.verify(&req.token) {
-            Ok(sub) if req.account_id.is_empty() || req.account_id == sub => {
+    async fn login(&mut self, corr: u64, req: LoginRequest, permit: OwnedSemaphorePermit) -> Flow {
+        let refusal = match login_account(&self.shared.auth, &req) {
+            Ok(sub) => {
                 let session = Session {
                     account: Arc::from(sub),
                     session_id: uuid::Uuid::new_v4().to_string(),
@@ -392,8 +359,7 @@ impl Connection {
                 let frame = Frame::response(MsgType::Login, corr, &resp);
                 return self.send(Outbound::reply(frame, permit)).await;
             }
-            Ok(_) => "account_id does not match the token".to_owned(),
-            Err(e) => format!("login refused: {e}"),
+            Err(refusal) => refusal.to_string(),
         };
         // A failed login never touches an existing session.
         self.failed_logins += 1;
@@ -426,18 +392,14 @@ impl Connection {
         req: BackendRequest,
         permit: OwnedSemaphorePermit,
     ) -> Flow {
-        let Some(session) = &self.session else {
-            return self
-                .refuse(corr, &req, Code::Unauthenticated, "log in first", permit)
-                .await;
-        };
-        let account = session.account.clone();
-        if let BackendRequest::Place(p) = &req {
-            if !p.account_id.is_empty() && *p.account_id != *account {
-                let msg = "account_id differs from the session's account";
-                return self.refuse(corr, &req, Code::Forbidden, msg, permit).await;
+        let account = match admit(self.session.as_ref().map(|s| &s.account), &req) {
+            Ok(account) => account.clone(),
+            Err(refused) => {
+                return self
+                    .refuse(corr, &req, refused.code, refused.message, permit)
+                    .await
             }
-        }
+        };
         let deadline = Instant::now() + self.shared.config.request_timeout;
         let pending = Pending {
             conn_id: self.id,

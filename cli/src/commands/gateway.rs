@@ -221,12 +221,13 @@ impl GatewayArgs {
     /// The gateway configuration the file and flags describe.
     pub fn config(&self, file: &GatewayFile, jwt_secret: Vec<u8>) -> GatewayConfig {
         let mut config = GatewayConfig {
-            backends: self.backends(file),
             jwt_secret,
-            resilience: self.resilience.apply(file.resilience.clone()),
             ..GatewayConfig::default()
         };
-        if let Some(ms) = self.request_timeout_ms.or(file.request_timeout_ms) {
+        file.apply_to(&mut config);
+        config.backends = self.backends(file);
+        config.resilience = self.resilience.apply(file.resilience.clone());
+        if let Some(ms) = self.request_timeout_ms {
             config.request_timeout = Duration::from_millis(ms);
         }
         if let Some(n) = self.max_body_len {
@@ -238,13 +239,10 @@ impl GatewayArgs {
         if let Some(s) = self.idle_timeout_secs {
             config.idle_timeout = Duration::from_secs(s);
         }
-        if let Some(n) = self.max_connections.or(file.max_connections) {
+        if let Some(n) = self.max_connections {
             config.max_connections = n;
         }
-        if let Some(n) = self
-            .max_in_flight_per_connection
-            .or(file.max_in_flight_per_connection)
-        {
+        if let Some(n) = self.max_in_flight_per_connection {
             config.max_in_flight_per_connection = n;
         }
         config
