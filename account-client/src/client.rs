@@ -1,6 +1,10 @@
 //! The account-service client handle.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hts_breaker::{Admission, BreakerCounts, BreakerOutcome, BreakerState, CircuitBreaker};
 
 use hts_proto::v1::account_service_client::AccountServiceClient;
 use hts_proto::v1::{
@@ -11,19 +15,21 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::{AccountClientConfig, AccountError};
 
-/// The service stack every call goes through. A resilience policy (circuit
-/// breaker, retry budget) is meant to be added here as a `tower` layer.
+/// The channel every call goes through.
 pub type Transport = Channel;
 
 /// Cheaply cloneable handle to the Account service.
 ///
 /// The underlying channel connects lazily on first use and reconnects after
 /// failures, so constructing the client never blocks and never fails because
-/// the service is down.
+/// the service is down. Every call passes one circuit breaker shared by all
+/// clones: while it is open, calls fail at once with
+/// [`AccountError::CircuitOpen`] instead of waiting for a dead service.
 #[derive(Debug, Clone)]
 pub struct AccountClient {
     inner: AccountServiceClient<Transport>,
     config: AccountClientConfig,
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl AccountClient {
@@ -45,7 +51,25 @@ impl AccountClient {
         Ok(Self {
             inner: AccountServiceClient::new(channel),
             config,
+            breaker: Arc::new(CircuitBreaker::new()),
         })
+    }
+
+    /// The breaker's state now (an open breaker whose delay passed reports
+    /// half-open).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state(Instant::now())
+    }
+
+    /// The breaker's state and window counts now.
+    pub fn breaker_counts(&self) -> BreakerCounts {
+        self.breaker.counts(Instant::now())
+    }
+
+    /// Publishes the breaker state gauge ([`BREAKER_STATE_METRIC`]); called
+    /// after every call and at scrape time so an idle breaker is current.
+    pub fn export_breaker_state(&self) {
+        metrics::gauge!(BREAKER_STATE_METRIC).set(self.breaker_state().gauge_value());
     }
 
     /// Holds `amount` of `asset` on `account_id` under `reservation_id`.
@@ -98,16 +122,33 @@ impl AccountClient {
             .await
     }
 
-    /// Applies the per-call timeout and classifies the failure.
+    /// Passes the call through the breaker, applies the per-call timeout
+    /// and classifies the failure.
     async fn bounded<T>(
         &self,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, AccountError> {
+        let Some(admission) = self.breaker.try_admit(&self.config.breaker, Instant::now()) else {
+            metrics::counter!(ERRORS_METRIC, "kind" => "circuit_open").increment(1);
+            self.export_breaker_state();
+            return Err(AccountError::CircuitOpen);
+        };
+        // Records the outcome; if the caller drops this future mid-call
+        // (its own deadline), the admission is given back uncounted.
+        let mut guard = AdmissionGuard {
+            client: self,
+            admission: Some(admission),
+        };
         let result = match tokio::time::timeout(self.config.call_timeout, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(AccountError::from(status)),
             Err(_elapsed) => Err(AccountError::Timeout),
         };
+        let outcome = match &result {
+            Err(e) if e.is_service_failure() => BreakerOutcome::Failure,
+            _ => BreakerOutcome::Success,
+        };
+        guard.finish(outcome);
         if let Err(e) = &result {
             metrics::counter!(ERRORS_METRIC, "kind" => error_kind(e)).increment(1);
         }
@@ -115,14 +156,42 @@ impl AccountClient {
     }
 }
 
+/// An admitted call's claim on the breaker, settled exactly once.
+struct AdmissionGuard<'a> {
+    client: &'a AccountClient,
+    admission: Option<Admission>,
+}
+
+impl AdmissionGuard<'_> {
+    fn finish(&mut self, outcome: BreakerOutcome) {
+        if let Some(admission) = self.admission.take() {
+            let c = self.client;
+            c.breaker
+                .record(&c.config.breaker, admission, outcome, Instant::now());
+            c.export_breaker_state();
+        }
+    }
+}
+
+impl Drop for AdmissionGuard<'_> {
+    fn drop(&mut self) {
+        self.finish(BreakerOutcome::Cancelled);
+    }
+}
+
+/// Gauge: state of the account client's circuit breaker (0 closed,
+/// 1 half-open, 2 open).
+pub const BREAKER_STATE_METRIC: &str = "hts_account_client_breaker_state";
+
 /// Counter of failed account-service calls, label `kind`
-/// (`timeout`, `unavailable`, `other`).
+/// (`timeout`, `unavailable`, `circuit_open`, `other`).
 pub const ERRORS_METRIC: &str = "hts_account_client_errors_total";
 
 /// The bounded `kind` label of a failed call.
 fn error_kind(e: &AccountError) -> &'static str {
     match e {
         AccountError::Timeout => "timeout",
+        AccountError::CircuitOpen => "circuit_open",
         e if e.is_retryable() => "unavailable",
         _ => "other",
     }
@@ -155,6 +224,79 @@ mod tests {
         .unwrap();
         let err = client.reserve("r", "a", "CASH", 1).await.unwrap_err();
         assert!(matches!(err, AccountError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_on_a_dead_service_and_fails_fast() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let breaker = hts_breaker::BreakerConfig {
+            window: 4,
+            failure_ratio: 0.5,
+            delay: Duration::from_millis(300),
+            max_delay: Duration::from_secs(5),
+            half_open_probes: 1,
+        };
+        let client = AccountClient::connect_lazy_with(
+            &format!("http://{addr}"),
+            AccountClientConfig {
+                call_timeout: Duration::from_secs(5),
+                breaker,
+                ..AccountClientConfig::default()
+            },
+        )
+        .unwrap();
+        for _ in 0..4 {
+            let err = client.reserve("r", "a", "CASH", 1).await.unwrap_err();
+            assert!(matches!(err, AccountError::Unavailable(_)), "{err:?}");
+        }
+        assert_eq!(client.breaker_state(), BreakerState::Open);
+        // Clones share the breaker: refused without touching the network.
+        let clone = client.clone();
+        let err = clone.release("r", "a").await.unwrap_err();
+        assert!(matches!(err, AccountError::CircuitOpen), "{err:?}");
+        // After the open period one probe goes out; it fails, so the
+        // breaker opens again.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(client.breaker_state(), BreakerState::HalfOpen);
+        let err = client.get_account("a").await.unwrap_err();
+        assert!(matches!(err, AccountError::Unavailable(_)), "{err:?}");
+        assert_eq!(client.breaker_state(), BreakerState::Open);
+        assert_eq!(client.breaker_counts().times_opened, 2);
+    }
+
+    #[tokio::test]
+    async fn abandoned_call_counts_neither_way() {
+        // A listener that accepts but never answers: calls hang until
+        // dropped by their caller.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = AccountClient::connect_lazy_with(
+            &format!("http://{addr}"),
+            AccountClientConfig {
+                call_timeout: Duration::from_secs(30),
+                ..AccountClientConfig::default()
+            },
+        )
+        .unwrap();
+        for _ in 0..30 {
+            let call = client.release("r", "a");
+            assert!(tokio::time::timeout(Duration::from_millis(10), call)
+                .await
+                .is_err());
+        }
+        let counts = client.breaker_counts();
+        assert_eq!(
+            (counts.state, counts.window_calls),
+            (BreakerState::Closed, 0)
+        );
     }
 
     #[tokio::test]

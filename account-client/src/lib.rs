@@ -8,17 +8,21 @@
 //!
 //! # Resilience policy
 //!
-//! The client deliberately carries no circuit breaker, retry or load-shedding
-//! policy yet. All calls go through the single [`Transport`] type alias; a
-//! policy can later be introduced as a `tower::Layer` wrapped around the
-//! channel (changing `Transport` to the layered service type) without
-//! touching the public API of [`AccountClient`].
+//! Every call is bounded by a per-call timeout and passes a circuit breaker
+//! ([`hts_breaker`], the same state machine the gateway runs per backend):
+//! timeouts, unreachable service and server-failure statuses count as
+//! failures; once the breaker opens, calls fail at once with
+//! [`AccountError::CircuitOpen`] (the order service answers
+//! SERVICE_UNAVAILABLE) until half-open probes succeed. No retries here: the
+//! order service's callers retry with the same request id, which the
+//! idempotent reservations make safe.
 #![deny(missing_docs)]
 
 mod client;
 mod config;
 mod error;
 
-pub use client::{AccountClient, Transport};
+pub use client::{AccountClient, Transport, BREAKER_STATE_METRIC, ERRORS_METRIC};
 pub use config::AccountClientConfig;
 pub use error::AccountError;
+pub use hts_breaker::{BreakerConfig, BreakerState};

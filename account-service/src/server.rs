@@ -21,7 +21,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let store = AccountStore::connect(&config.store_url, config.db_pool_size)
         .await
-        .with_context(|| format!("opening account store {}", config.store_url))?;
+        .with_context(|| {
+            format!(
+                "opening account store {}",
+                hts_dbkit::redact_url(&config.store_url)
+            )
+        })?;
     if config.seed_demo {
         store.seed_demo().await.context("seeding demo accounts")?;
     }

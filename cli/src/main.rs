@@ -32,9 +32,9 @@ enum Command {
     /// process on the embedded SQLite store, and place a sample order.
     Demo(commands::demo::DemoArgs),
     /// Run the TCP gateway in front of one or more order-service backends.
-    Gateway(commands::gateway::GatewayArgs),
+    Gateway(Box<commands::gateway::GatewayArgs>),
     /// Run one order-service backend (gRPC).
-    OrderService(commands::order_service::OrderServiceArgs),
+    OrderService(Box<commands::order_service::OrderServiceArgs>),
     /// Run the account service (gRPC).
     AccountService(commands::account_service::AccountServiceArgs),
     /// Mint a login token (JWT, HS256) for an account.
@@ -73,8 +73,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Demo(args) => commands::demo::run(args).await,
-            Command::Gateway(args) => commands::gateway::run(args).await,
-            Command::OrderService(args) => commands::order_service::run(args).await,
+            Command::Gateway(args) => commands::gateway::run(*args).await,
+            Command::OrderService(args) => commands::order_service::run(*args).await,
             Command::AccountService(args) => commands::account_service::run(args).await,
             Command::Token(args) => commands::token::run(args),
             Command::Place(args) => commands::client::place(args).await,

@@ -239,3 +239,88 @@ async fn leader_switch_to_a_promoted_standby_keeps_every_acknowledged_order() {
     let db = standby.client().await;
     assert_all_stored(&db, &acks).await;
 }
+
+/// Places `request_id` straight at an order service with a gRPC deadline.
+async fn place_with_deadline(
+    order_service: &str,
+    request_id: &str,
+    timeout: Duration,
+) -> Result<hts_proto::v1::PlaceOrderResponse, tonic::Status> {
+    let mut client =
+        hts_proto::v1::order_service_client::OrderServiceClient::connect(order_service.to_owned())
+            .await
+            .expect("connect to the order service");
+    let mut request = tonic::Request::new(hts_proto::v1::PlaceOrderCall {
+        account_id: "ACC-0008".into(),
+        request: Some(buy(request_id)),
+        ..Default::default()
+    });
+    request.set_timeout(timeout);
+    client.place_order(request).await.map(|r| r.into_inner())
+}
+
+/// Writes fail with a transient error (the server turns read-only, as a
+/// demoted primary does) for longer than the caller's 1 s deadline but much
+/// shorter than the store's 10 s retry budget: the group-commit batch stops
+/// retrying the insert at the caller's deadline, so when writes come back no
+/// order appears that its client was told failed; the client's retry with
+/// the same request id then places it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_retries_stop_at_the_request_deadline() {
+    let pg = PgServer::start();
+    let url = pg.url();
+    let stack = Stack::start(&url, None, 1, &[]);
+    let service = stack.orders[0].url();
+    let warm = place_with_deadline(&service, "deadline-warm", Duration::from_secs(10))
+        .await
+        .expect("placed before the fault");
+    assert_eq!(warm.code, Code::Ok as i32, "{}", warm.message);
+
+    let db = pg.client().await;
+    let read_only = |on: bool| {
+        let db = &db;
+        async move {
+            let sql = if on {
+                "ALTER SYSTEM SET default_transaction_read_only = on"
+            } else {
+                "ALTER SYSTEM RESET default_transaction_read_only"
+            };
+            db.batch_execute(sql).await.unwrap();
+            db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        }
+    };
+    read_only(true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // reload reaches every backend
+    let started = Instant::now();
+    // Answered SERVICE_UNAVAILABLE ("nothing stored") when the next retry
+    // would start past the deadline, or cut off by the deadline itself.
+    let late = place_with_deadline(&service, "deadline-late", Duration::from_secs(1)).await;
+    match &late {
+        Ok(r) => assert_eq!(r.code, Code::ServiceUnavailable as i32, "{late:?}"),
+        Err(s) => assert_eq!(s.code(), tonic::Code::DeadlineExceeded, "{late:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Writes come back 3 s after the call, inside the 10 s retry budget.
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
+    read_only(false).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let key = "account_id = 'ACC-0008' AND request_id = 'deadline-late'";
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM orders WHERE {key}")).await,
+        0,
+        "the batch kept retrying after the caller's deadline"
+    );
+
+    let retried = place_with_deadline(&service, "deadline-late", Duration::from_secs(10))
+        .await
+        .expect("the retry is answered");
+    assert_eq!(retried.code, Code::Ok as i32, "{}", retried.message);
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM orders WHERE {key}")).await,
+        1
+    );
+}

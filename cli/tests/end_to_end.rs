@@ -280,18 +280,34 @@ async fn login_rules_and_account_boundaries() {
     own.account_id = "ACC-0005".into();
     assert_eq!(client.place(own).await.unwrap().code, ok());
 
-    // Another account's order can be neither queried nor cancelled.
+    // Another account's order can be neither queried nor cancelled, and the
+    // answer is the same as for an order id that does not exist (it does not
+    // reveal that the order exists).
     let victim = login(addr, "ACC-0006").await;
     let theirs = victim.place(buy("theirs", "005930", 1, 1)).await.unwrap();
     assert_eq!(theirs.code, ok());
+    let missing_query = client
+        .query(QueryOrderRequest {
+            order_id: "no-such-order".into(),
+        })
+        .await
+        .unwrap();
     let r = client
         .query(QueryOrderRequest {
             order_id: theirs.order_id.clone(),
         })
         .await
         .unwrap();
-    assert_eq!(r.code, Code::Forbidden as i32);
+    assert_eq!(r.code, Code::NotFound as i32);
+    assert_eq!(r.message, missing_query.message);
     assert!(r.order.is_none(), "nothing about the order leaks");
+    let missing_cancel = client
+        .cancel(CancelOrderRequest {
+            request_id: "steal-0".into(),
+            order_id: "no-such-order".into(),
+        })
+        .await
+        .unwrap();
     let r = client
         .cancel(CancelOrderRequest {
             request_id: "steal".into(),
@@ -299,7 +315,9 @@ async fn login_rules_and_account_boundaries() {
         })
         .await
         .unwrap();
-    assert_eq!(r.code, Code::Forbidden as i32);
+    assert_eq!(r.code, Code::NotFound as i32);
+    assert_eq!(r.message, missing_cancel.message);
+    assert_eq!(r.status, missing_cancel.status);
     let still = victim
         .query(QueryOrderRequest {
             order_id: theirs.order_id,
@@ -410,6 +428,7 @@ async fn wire_errors_on_the_real_gateway() {
     let login = LoginRequest {
         account_id: "ACC-0007".into(),
         token: token("ACC-0007"),
+        ..Default::default()
     };
     s.write_all(&raw_frame(1, 0, 7, &login.encode_to_vec()))
         .await

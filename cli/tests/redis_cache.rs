@@ -160,7 +160,8 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
     let cached = cached.expect("the order was cached after a query");
     assert!(cached.contains("\"status\":1"), "{cached}");
 
-    // Another account still cannot read it, cache or not.
+    // Another account still cannot read it, cache or not: to it the order
+    // does not exist.
     let other = login(gateway.addr, "ACC-0012").await;
     let r = other
         .query(QueryOrderRequest {
@@ -168,7 +169,8 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
         })
         .await
         .unwrap();
-    assert_eq!(r.code, Code::Forbidden as i32);
+    assert_eq!(r.code, Code::NotFound as i32);
+    assert!(r.order.is_none());
 
     // Redis frozen: reads and the cancel go to the database; the cancel's
     // invalidation cannot reach Redis, which keeps its stale ACCEPTED entry.
@@ -220,4 +222,148 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
     for _ in 0..5 {
         assert_eq!(query().await, OrderStatus::Canceled as i32);
     }
+}
+
+/// A gateway on `backend` sharing sessions through `redis_url`.
+fn session_gateway(backend: &str, redis_url: &str) -> Proc {
+    Proc::spawn(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--backend",
+        backend,
+        "--request-timeout-ms",
+        "5000",
+        "--redis-url",
+        redis_url,
+    ])
+}
+
+/// Waits until Redis holds the session (registration runs in the background).
+async fn registered(redis: &Redis, session_id: &str) -> String {
+    let key = format!("hts:session:{session_id}");
+    for _ in 0..200 {
+        if let Some(account) = redis.cli(&["GET", &key]).filter(|v| !v.is_empty()) {
+            return account;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("session {session_id} never reached redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_on_another_gateway_and_never_outlive_their_token() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = Proc::spawn(&[
+        "account-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &format!("sqlite:{}", dir.path().join("a.db").display()),
+        "--seed-demo",
+    ]);
+    let orders = Proc::spawn(&[
+        "order-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &format!("sqlite:{}", dir.path().join("o.db").display()),
+        "--account-service",
+        &accounts.url(),
+    ]);
+    let redis_url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let first = session_gateway(&orders.url(), &redis_url);
+    let second = session_gateway(&orders.url(), &redis_url);
+
+    // A token login on the first gateway opens a session that lives as long
+    // as the token.
+    let a = hts_gateway::client::Client::connect(first.addr)
+        .await
+        .unwrap();
+    let token = hts_gateway::auth::mint_token(
+        support::SECRET.as_bytes(),
+        "ACC-0012",
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let opened = a.login("ACC-0012", &token).await.unwrap();
+    assert_eq!(opened.code, Code::Ok as i32, "{}", opened.message);
+    let value = registered(&redis, &opened.session_id).await;
+    assert!(value.ends_with(":ACC-0012"), "{value}");
+    let ttl: i64 = redis
+        .cli(&["TTL", &format!("hts:session:{}", opened.session_id)])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=3).contains(&ttl),
+        "session ttl {ttl} s must end with the token"
+    );
+
+    // Resumed on the second gateway without a token: same account, orders flow.
+    let b = hts_gateway::client::Client::connect(second.addr)
+        .await
+        .unwrap();
+    let resumed = b.resume("", &opened.session_id).await.unwrap();
+    assert_eq!(resumed.code, Code::Ok as i32, "{}", resumed.message);
+    assert_eq!(resumed.session_id, opened.session_id);
+    let placed = b.place(buy("session-1", 1)).await.unwrap();
+    assert_eq!(placed.code, Code::Ok as i32, "{}", placed.message);
+
+    // The session cannot be claimed for another account, nor guessed.
+    let c = hts_gateway::client::Client::connect(second.addr)
+        .await
+        .unwrap();
+    let other = c.resume("ACC-0013", &opened.session_id).await.unwrap();
+    assert_eq!(
+        other.code,
+        Code::Unauthenticated as i32,
+        "{}",
+        other.message
+    );
+    let guessed = c
+        .resume("", &uuid::Uuid::new_v4().to_string())
+        .await
+        .unwrap();
+    assert_eq!(guessed.code, Code::Unauthenticated as i32);
+    assert!(
+        guessed.message.contains("unknown or expired session"),
+        "{}",
+        guessed.message
+    );
+
+    // Once the token has expired, so has the session.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let d = hts_gateway::client::Client::connect(second.addr)
+        .await
+        .unwrap();
+    let late = d.resume("", &opened.session_id).await.unwrap();
+    assert_eq!(late.code, Code::Unauthenticated as i32, "{}", late.message);
+
+    // Redis gone: resumes are refused with a clear message, token logins
+    // and orders still work (Redis is never the source of truth).
+    let fresh = support::token("ACC-0012");
+    let e = hts_gateway::client::Client::connect(first.addr)
+        .await
+        .unwrap();
+    let live = e.login("ACC-0012", &fresh).await.unwrap();
+    registered(&redis, &live.session_id).await;
+    drop(redis);
+    let f = hts_gateway::client::Client::connect(second.addr)
+        .await
+        .unwrap();
+    let refused = f.resume("", &live.session_id).await.unwrap();
+    assert_eq!(refused.code, Code::Unauthenticated as i32);
+    assert!(
+        refused.message.contains("session store unavailable"),
+        "{}",
+        refused.message
+    );
+    let relogin = f.login("ACC-0012", &fresh).await.unwrap();
+    assert_eq!(relogin.code, Code::Ok as i32, "{}", relogin.message);
+    let placed = f.place(buy("session-2", 1)).await.unwrap();
+    assert_eq!(placed.code, Code::Ok as i32, "{}", placed.message);
 }

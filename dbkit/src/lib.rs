@@ -5,18 +5,24 @@
 //! * [`sqlite`] — SQLite: `sqlite:PATH` URLs, connections with the
 //!   durability settings of the stores, a group-committing writer thread,
 //!   a pool of read connections and versioned migrations.
+//! * [`redis`] — a fred Redis client for caches (single server or
+//!   Sentinel by URL, bounded commands, background reconnects).
 //! * [`StoreError`] — the failure type of a store built on either.
+//! * [`redact_url`] — a connection URL without its password, for logs.
 //!
 //! Store-specific SQL (schemas, queries) stays with each store.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod pg;
+pub mod redact;
+pub mod redis;
 pub mod sqlite;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
+pub use redact::redact_url;
 
 /// Wall-clock time in Unix epoch milliseconds (0 if the clock is before
 /// 1970), as the stores record it.

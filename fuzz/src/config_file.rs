@@ -7,13 +7,15 @@
 //! ([`GatewayFile::apply_to`]); a configuration that passes
 //! [`GatewayConfig::validate`] must then build without panicking: the
 //! policy state (`Live::new`, and `Live::apply` as a SIGHUP reload does),
-//! the connection limit, a connection's in-flight permits and writer
+//! the failed-login limit (`LoginThrottle`), the connection limit, a connection's in-flight permits and writer
 //! channel, the correlation table, and a request deadline.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use hts_gateway::correlation::CorrelationTable;
+use hts_gateway::login_throttle::LoginThrottle;
 use hts_gateway::resilience::breaker::{BreakerOutcome, CircuitBreaker};
 use hts_gateway::resilience::Live;
 use hts_gateway::{GatewayConfig, GatewayFile};
@@ -73,6 +75,22 @@ fn build(config: &GatewayConfig) {
         let _ = breaker.state(at);
         if let Some(probe) = breaker.try_admit(&cfg, at) {
             breaker.record(&cfg, probe, BreakerOutcome::Failure, at);
+        }
+    }
+    // The failed-login limit, struck and checked at the window's edges.
+    if let Some(throttle) = LoginThrottle::new(
+        config.login_failures_per_source,
+        config.login_failure_window,
+        config.max_login_sources,
+    ) {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        for _ in 0..config.login_failures_per_source.min(100) + 1 {
+            throttle.record_failure(ip, now);
+        }
+        let _ = throttle.check(ip, now);
+        if let Some(later) = now.checked_add(config.login_failure_window) {
+            let _ = throttle.check(ip, later);
+            throttle.record_failure(ip, later);
         }
     }
     // The server's and a connection's resources.

@@ -1,7 +1,8 @@
 //! Session authentication: HS256 JSON Web Tokens.
 //!
 //! A token's `sub` claim is the account id; `exp` is mandatory and checked
-//! with zero leeway. Only HS256 is accepted, whatever the token header says.
+//! with zero leeway (a token is valid through its `exp` second, refused from
+//! the next one). Only HS256 is accepted, whatever the token header says.
 
 use std::time::Duration;
 
@@ -68,12 +69,41 @@ impl JwtAuth {
 
     /// Verifies `token` and returns its account id (the `sub` claim).
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
+        self.verify_claims(token).map(|c| c.account)
+    }
+
+    /// Verifies `token` and returns its account id and expiry.
+    pub fn verify_claims(&self, token: &str) -> Result<TokenClaims, AuthError> {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(map_err)?;
         if data.claims.sub.is_empty() {
             return Err(AuthError::MissingClaim("sub".into()));
         }
-        Ok(data.claims.sub)
+        Ok(TokenClaims {
+            account: data.claims.sub,
+            expires_at_unix: data.claims.exp,
+        })
+    }
+}
+
+/// The claims of a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The account id (`sub`).
+    pub account: String,
+    /// `exp`, in seconds since the Unix epoch: the token is valid up to and
+    /// including this second (zero leeway).
+    pub expires_at_unix: u64,
+}
+
+impl TokenClaims {
+    /// Time from now until the token stops being valid (the end of its `exp` second).
+    pub fn remaining(&self) -> Duration {
+        let end = Duration::from_secs(self.expires_at_unix.saturating_add(1));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        end.saturating_sub(now)
     }
 }
 
@@ -122,6 +152,18 @@ mod tests {
     fn valid_token_yields_sub() {
         let t = mint_token(SECRET, "ACC-1", Duration::from_secs(60)).unwrap();
         assert_eq!(JwtAuth::new(SECRET).verify(&t), Ok("ACC-1".to_string()));
+    }
+
+    #[test]
+    fn claims_carry_the_expiry() {
+        let t = mint_token(SECRET, "ACC-1", Duration::from_secs(60)).unwrap();
+        let c = JwtAuth::new(SECRET).verify_claims(&t).unwrap();
+        assert_eq!(c.account, "ACC-1");
+        let left = c.remaining();
+        assert!(
+            left > Duration::from_secs(59) && left <= Duration::from_secs(61),
+            "{left:?}"
+        );
     }
 
     #[test]

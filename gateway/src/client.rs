@@ -1,6 +1,7 @@
 //! [`Client`]: an async gateway client for the CLI, benchmarks and tests.
 //!
-//! One TCP connection, shared by every clone. Calls are multiplexed: each
+//! One TCP connection (plain, or TLS with [`Client::connect_tls`]), shared by
+//! every clone. Calls are multiplexed: each
 //! gets a fresh correlation id, a reader task routes response frames to the
 //! waiting call, and a writer task batches outgoing frames. Thousands of
 //! concurrent calls on one connection are fine (the gateway applies
@@ -17,12 +18,15 @@ use hts_proto::v1::{
     LoginResponse, PlaceOrderRequest, PlaceOrderResponse, QueryOrderRequest, QueryOrderResponse,
 };
 use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::rustls::ClientConfig;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::codec::{FrameCodec, FrameError};
 use crate::frame::{Frame, MsgType, DEFAULT_MAX_BODY_LEN};
+use crate::tls::{TlsConnector, TlsError};
 
 /// Outgoing frames queued ahead of the socket.
 const WRITE_QUEUE: usize = 1024;
@@ -30,9 +34,12 @@ const WRITE_QUEUE: usize = 1024;
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Connecting failed.
+    /// Connecting (or the TLS handshake) failed.
     #[error("connect failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS settings are unusable (e.g. an invalid server name).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The connection is closed; the call's outcome is unknown.
     #[error("connection closed")]
     Closed,
@@ -77,6 +84,31 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
+        Ok(Client::start(read, write))
+    }
+
+    /// Connects to the gateway at `addr` over TLS; the gateway's certificate
+    /// must be valid for `server_name` (a DNS name or an IP address) and
+    /// chain to a root of `config`.
+    pub async fn connect_tls(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        config: Arc<ClientConfig>,
+    ) -> Result<Client, ClientError> {
+        let name = crate::tls::server_name(server_name)?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = TlsConnector::from(config).connect(name, stream).await?;
+        let (read, write) = tokio::io::split(stream);
+        Ok(Client::start(read, write))
+    }
+
+    /// Starts the reader and writer tasks over a connected stream's halves.
+    fn start<R, W>(read: R, write: W) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let pending: Arc<PendingMap> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
@@ -89,14 +121,14 @@ impl Client {
             pending.clone(),
             closed.clone(),
         ));
-        Ok(Client {
+        Client {
             inner: Arc::new(Inner {
                 tx,
                 pending,
                 closed,
                 next_id: AtomicU64::new(1),
             }),
-        })
+        }
     }
 
     /// Whether the connection has been closed.
@@ -161,6 +193,22 @@ impl Client {
         let req = LoginRequest {
             account_id: account_id.to_owned(),
             token: token.to_owned(),
+            session_id: String::new(),
+        };
+        self.typed(MsgType::Login, &req).await
+    }
+
+    /// Resumes the session `session_id` (returned by an earlier token login,
+    /// possibly on another gateway) without a token.
+    pub async fn resume(
+        &self,
+        account_id: &str,
+        session_id: &str,
+    ) -> Result<LoginResponse, ClientError> {
+        let req = LoginRequest {
+            account_id: account_id.to_owned(),
+            token: String::new(),
+            session_id: session_id.to_owned(),
         };
         self.typed(MsgType::Login, &req).await
     }
@@ -204,8 +252,8 @@ fn lock(m: &PendingMap) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sende
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn write_loop(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, FrameCodec>,
     mut rx: mpsc::Receiver<Frame>,
 ) {
     while let Some(frame) = rx.recv().await {
@@ -222,8 +270,8 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut frames: FramedRead<R, FrameCodec>,
     pending: Arc<PendingMap>,
     closed: Arc<AtomicBool>,
 ) {

@@ -259,6 +259,7 @@ mod tests {
                     &LoginRequest {
                         account_id: "ACC-1".into(),
                         token: "tok".into(),
+                        ..Default::default()
                     },
                 ),
                 LOGIN_REQUEST_HEX,

@@ -1,7 +1,10 @@
 //! [`GatewayConfig`]: every limit and timeout of the gateway, with defaults.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::frame::DEFAULT_MAX_BODY_LEN;
 use crate::resilience::ResilienceConfig;
@@ -10,6 +13,9 @@ use crate::resilience::ResilienceConfig;
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:7400";
 /// Default overall deadline of one request (gateway → backend → gateway).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(50);
+/// Default length of the listener's accept queue (capped by the kernel's
+/// `net.core.somaxconn`).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 /// Default time a frame that has started arriving has to complete.
 pub const DEFAULT_FRAME_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time without any frame after which a connection is closed.
@@ -22,6 +28,14 @@ pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Default number of failed logins after which a connection is closed.
 pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 5;
+/// Default failed logins per source address per [`DEFAULT_LOGIN_FAILURE_WINDOW`].
+pub const DEFAULT_LOGIN_FAILURES_PER_SOURCE: u32 = 20;
+/// Default window of the per-source failed-login limit.
+pub const DEFAULT_LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Default number of source addresses the failed-login limit tracks.
+pub const DEFAULT_MAX_LOGIN_SOURCES: usize = 100_000;
+/// Default time a TLS client has to complete its handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default capacity of the correlation table (requests in flight, all connections).
 pub const DEFAULT_CORRELATION_CAPACITY: usize = 100_000;
 /// Default time one flush to a client may take before it is disconnected.
@@ -38,6 +52,9 @@ pub const DEFAULT_BACKEND_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10)
 pub struct GatewayConfig {
     /// Address to listen on (used by [`crate::Gateway::bind`]).
     pub listen_addr: SocketAddr,
+    /// Accept queue length of the listener bound by [`crate::Gateway::bind`]
+    /// (see [`crate::server::bind_listener`]).
+    pub listen_backlog: u32,
     /// Largest accepted frame body; a larger `body_len` is a protocol error.
     pub max_body_len: usize,
     /// Overall deadline per request, propagated to the backend as gRPC timeout.
@@ -55,6 +72,18 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Failed logins after which the connection is closed.
     pub max_failed_logins: u32,
+    /// Failed logins one source address (IPv4 address, IPv6 /64) may make
+    /// per `login_failure_window`, across connections; beyond it its LOGINs
+    /// are answered RATE_LIMITED and the connection closed. 0 = no limit.
+    pub login_failures_per_source: u32,
+    /// Window of `login_failures_per_source` (failures leak away evenly over it).
+    pub login_failure_window: Duration,
+    /// Most source addresses tracked by the failed-login limit (bounds memory).
+    pub max_login_sources: usize,
+    /// TLS for client connections; `None` = plain TCP.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Time a TLS client has to complete its handshake.
+    pub tls_handshake_timeout: Duration,
     /// Capacity of the correlation table across all connections.
     pub correlation_capacity: usize,
     /// Time one flush to a client may take; a stalled client is disconnected.
@@ -71,6 +100,8 @@ pub struct GatewayConfig {
     pub jwt_secret: Vec<u8>,
     /// Retry, hedging, breaker, bulkhead, rate-limit and health policies.
     pub resilience: ResilienceConfig,
+    /// Redis directory of sessions (resume on any gateway); off when `None`.
+    pub session_store: Option<crate::sessions::SessionStoreConfig>,
 }
 
 /// Smallest accepted `max_body_len`: the gateway's own answers (ERROR
@@ -167,6 +198,7 @@ impl Default for GatewayConfig {
     fn default() -> GatewayConfig {
         GatewayConfig {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
             max_body_len: DEFAULT_MAX_BODY_LEN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             frame_read_timeout: DEFAULT_FRAME_READ_TIMEOUT,
@@ -175,6 +207,11 @@ impl Default for GatewayConfig {
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
+            login_failures_per_source: DEFAULT_LOGIN_FAILURES_PER_SOURCE,
+            login_failure_window: DEFAULT_LOGIN_FAILURE_WINDOW,
+            max_login_sources: DEFAULT_MAX_LOGIN_SOURCES,
+            tls: None,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             correlation_capacity: DEFAULT_CORRELATION_CAPACITY,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -183,6 +220,7 @@ impl Default for GatewayConfig {
             backend_keepalive_interval: DEFAULT_BACKEND_KEEPALIVE_INTERVAL,
             jwt_secret: Vec::new(),
             resilience: ResilienceConfig::default(),
+            session_store: None,
         }
     }
 }
@@ -191,6 +229,7 @@ impl std::fmt::Debug for GatewayConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayConfig")
             .field("listen_addr", &self.listen_addr)
+            .field("listen_backlog", &self.listen_backlog)
             .field("max_body_len", &self.max_body_len)
             .field("request_timeout", &self.request_timeout)
             .field("frame_read_timeout", &self.frame_read_timeout)
@@ -202,6 +241,11 @@ impl std::fmt::Debug for GatewayConfig {
             )
             .field("max_connections", &self.max_connections)
             .field("max_failed_logins", &self.max_failed_logins)
+            .field("login_failures_per_source", &self.login_failures_per_source)
+            .field("login_failure_window", &self.login_failure_window)
+            .field("max_login_sources", &self.max_login_sources)
+            .field("tls", &self.tls.is_some())
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .field("correlation_capacity", &self.correlation_capacity)
             .field("write_timeout", &self.write_timeout)
             .field("drain_timeout", &self.drain_timeout)
@@ -213,6 +257,13 @@ impl std::fmt::Debug for GatewayConfig {
             )
             .field("jwt_secret", &"<redacted>")
             .field("resilience", &self.resilience)
+            .field(
+                "session_store",
+                &self
+                    .session_store
+                    .as_ref()
+                    .map(|s| hts_dbkit::redact_url(&s.url)),
+            )
             .finish()
     }
 }
@@ -231,7 +282,13 @@ mod tests {
         assert_eq!(c.login_timeout, Duration::from_secs(30));
         assert_eq!(c.max_in_flight_per_connection, 256);
         assert_eq!(c.max_connections, 20_000);
+        assert_eq!(c.listen_backlog, 4096);
         assert_eq!(c.max_failed_logins, 5);
+        assert_eq!(c.login_failures_per_source, 20);
+        assert_eq!(c.login_failure_window, Duration::from_secs(60));
+        assert_eq!(c.max_login_sources, 100_000);
+        assert!(c.tls.is_none());
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
         assert_eq!(c.correlation_capacity, 100_000);
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.drain_timeout, Duration::from_secs(5));

@@ -3,6 +3,9 @@
 //! ```toml
 //! backends = ["http://10.0.0.1:50051", "http://10.0.0.2:50051"]
 //! request_timeout_ms = 50
+//! tls_cert = "/etc/hts/tls/gateway.crt"
+//! tls_key = "/etc/hts/tls/gateway.key"
+//! login_failures_per_source = 20
 //!
 //! [resilience]
 //! max_retries = 1
@@ -11,9 +14,10 @@
 //!
 //! Every key is optional; command-line flags override file values. On
 //! SIGHUP the file is read again and its backend list and `[resilience]`
-//! values are applied live ([`crate::Router::reload`]).
+//! values are applied live ([`crate::Router::reload`]); the other keys
+//! (listener, TLS, limits) take effect at the next start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -58,6 +62,20 @@ pub struct GatewayFile {
     pub max_in_flight_per_connection: Option<usize>,
     /// Most simultaneous client connections.
     pub max_connections: Option<usize>,
+    /// Failed logins after which a connection is closed.
+    pub max_failed_logins: Option<u32>,
+    /// Failed logins per source address per window (0 = no limit).
+    pub login_failures_per_source: Option<u32>,
+    /// Window of `login_failures_per_source`, in seconds.
+    pub login_failure_window_secs: Option<u64>,
+    /// Most source addresses the failed-login limit tracks.
+    pub max_login_sources: Option<usize>,
+    /// PEM certificate chain for TLS on the client listener (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the client listener (with `tls_cert`).
+    pub tls_key: Option<PathBuf>,
+    /// Time a TLS client has to complete its handshake, in milliseconds.
+    pub tls_handshake_timeout_ms: Option<u64>,
     /// Resilience policies.
     pub resilience: ResilienceConfig,
 }
@@ -82,8 +100,8 @@ impl GatewayFile {
     }
 
     /// Sets every value the file gives in `config` (command-line flags are
-    /// applied afterwards and win). `listen` is the caller's: it is a string
-    /// until bound.
+    /// applied afterwards and win). `listen` is the caller's (a string until
+    /// bound), and so are `tls_cert`/`tls_key` (files to load).
     pub fn apply_to(&self, config: &mut GatewayConfig) {
         if !self.backends.is_empty() {
             config.backends = self.backends.clone();
@@ -96,6 +114,21 @@ impl GatewayFile {
         }
         if let Some(n) = self.max_connections {
             config.max_connections = n;
+        }
+        if let Some(n) = self.max_failed_logins {
+            config.max_failed_logins = n;
+        }
+        if let Some(n) = self.login_failures_per_source {
+            config.login_failures_per_source = n;
+        }
+        if let Some(s) = self.login_failure_window_secs {
+            config.login_failure_window = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_login_sources {
+            config.max_login_sources = n;
+        }
+        if let Some(ms) = self.tls_handshake_timeout_ms {
+            config.tls_handshake_timeout = Duration::from_millis(ms);
         }
         config.resilience = self.resilience.clone();
     }
@@ -111,6 +144,9 @@ mod tests {
             r#"
 backends = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
 request_timeout_ms = 80
+tls_cert = "/etc/hts/gw.crt"
+tls_key = "/etc/hts/gw.key"
+login_failures_per_source = 7
 [resilience]
 hedging = false
 breaker_delay_ms = 1000
@@ -120,6 +156,9 @@ breaker_delay_ms = 1000
         .unwrap();
         assert_eq!(f.backends.len(), 2);
         assert_eq!(f.request_timeout_ms, Some(80));
+        assert_eq!(f.tls_cert, Some(PathBuf::from("/etc/hts/gw.crt")));
+        assert_eq!(f.tls_key, Some(PathBuf::from("/etc/hts/gw.key")));
+        assert_eq!(f.login_failures_per_source, Some(7));
         assert!(!f.resilience.hedging);
         assert_eq!(f.resilience.breaker_delay, Duration::from_secs(1));
         assert_eq!(f.resilience.max_retries, 1, "defaults kept");

@@ -1,48 +1,62 @@
 //! One client connection: the read loop and per-frame handling.
 //!
-//! The reader owns the socket's read half and a buffer and decodes frames
-//! itself (mini-redis style), which lets it apply three timers:
-//! `frame_read_timeout` from the first byte of a partial frame (not reset by
-//! later bytes), `idle_timeout` since the last complete frame and
-//! `login_timeout` since accept. Responses go through a bounded channel to
-//! the writer task ([`crate::writer`]).
+//! The reader owns the stream's read half (a plain TCP half, or one half of
+//! a TLS stream: the code is generic, so plain TCP pays nothing for TLS) and
+//! a buffer and decodes frames itself (mini-redis style), which lets it apply
+//! four timers: `frame_read_timeout` from the first byte of a partial frame
+//! (not reset by later bytes), `idle_timeout` since the last complete frame,
+//! `login_timeout` since accept, and the session token's expiry. Responses
+//! go through a bounded channel to the writer task ([`crate::writer`]).
 //!
-//! Every request takes a permit of the per-connection in-flight semaphore
-//! before it is handled; the permit travels with its response and is released
-//! once that response is written. A client that pipelines more than
-//! `max_in_flight_per_connection` requests therefore stops being read (TCP
-//! backpressure), and the writer channel, sized above the permit count, always
-//! has room for an answer. Backend calls run in their own tasks: the read loop
-//! never awaits a gRPC call.
+//! Logins are limited twice: `max_failed_logins` per connection, and the
+//! per-source [`LoginThrottle`] across connections (checked before the token
+//! is verified).
+//!
+//! Every request takes slots of the per-connection in-flight semaphore
+//! (`max_in_flight_per_connection` slots) before it is handled: one slot per
+//! started [`SLOT_BYTES`] of frame, so a small request costs one and one with a
+//! 64 KiB body costs 17. The slots travel with the response and are released once
+//! that response is written. A client that pipelines beyond the limit
+//! therefore stops being read (TCP backpressure), what one connection holds
+//! in flight stays within `max_in_flight_per_connection × SLOT_BYTES` of
+//! frames (1 MiB by default; at least one frame) however large its frames,
+//! and the writer channel, sized
+//! above the slot count, always has room for an answer. Backend calls run in
+//! their own tasks: the read loop never awaits a gRPC call.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use hts_proto::v1::{Code, LoginRequest, LoginResponse};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::JwtAuth;
+use crate::auth::{JwtAuth, TokenClaims};
 use crate::codec::{peek_correlation_id, FrameCodec};
 use crate::config::GatewayConfig;
 use crate::correlation::{CorrelationTable, Pending};
 use crate::dispatch::BackendRequest;
 use crate::frame::{Frame, MsgType, FLAG_RESPONSE};
-use crate::request::{admit, decode_request, login_account, ClientRequest};
+use crate::login_throttle::LoginThrottle;
+use crate::request::{
+    account_matches, admit, decode_request, verify_login_token, ClientRequest, LoginRefusal,
+};
 use crate::resilience::Router;
+use crate::sessions::Resolved;
 use crate::stats::GatewayStats;
 use crate::writer::{run_writer, Outbound};
 
 /// Writer channel slots beyond the in-flight permits (closing frames).
 const OUTBOUND_SLACK: usize = 8;
+/// Frame bytes one in-flight slot covers.
+pub(crate) const SLOT_BYTES: usize = 4096;
 /// Initial read buffer size. Small on purpose: an idle logged-in terminal
 /// needs only a few hundred bytes, and `read_buf` grows the buffer for a
 /// busy one (10k idle connections must fit in 100 MiB).
@@ -56,7 +70,9 @@ const LINGER: Duration = Duration::from_secs(1);
 pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) auth: JwtAuth,
+    pub(crate) sessions: Arc<crate::sessions::SessionDirectory>,
     pub(crate) table: Arc<CorrelationTable>,
+    pub(crate) login_throttle: Option<Arc<LoginThrottle>>,
     pub(crate) router: Arc<Router>,
     pub(crate) stats: GatewayStats,
     pub(crate) next_conn_id: AtomicU64,
@@ -67,6 +83,8 @@ pub(crate) struct Shared {
 struct Session {
     account: Arc<str>,
     session_id: String,
+    /// When the token the session was opened with stops being valid.
+    expires_at: Instant,
 }
 
 /// What the read loop should do next.
@@ -89,6 +107,9 @@ enum End {
     Fatal,
     /// The writer stopped; nothing more can be delivered.
     WriterGone,
+    /// The session's token expired: deliver what is in flight, then a
+    /// closing ERROR frame.
+    SessionExpired,
 }
 
 /// Which timer a read wait may hit.
@@ -97,16 +118,20 @@ enum Timer {
     PartialFrame,
     Idle,
     Login,
+    SessionExpiry,
 }
 
-struct Connection {
+struct Connection<R> {
     id: u64,
+    peer: SocketAddr,
     shared: Arc<Shared>,
-    read: OwnedReadHalf,
+    read: R,
     buf: BytesMut,
     codec: FrameCodec,
     tx: mpsc::Sender<Outbound>,
     in_flight: Arc<Semaphore>,
+    /// Slots of `in_flight`.
+    max_in_flight: usize,
     session: Option<Session>,
     failed_logins: u32,
     /// Gateway ids this connection registered (pruned as they complete).
@@ -116,25 +141,35 @@ struct Connection {
     frame_started: Option<Instant>,
 }
 
-/// Serves one accepted client until it disconnects, misbehaves or the
-/// gateway shuts down.
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Serves one accepted client (its stream split in `read` and `write`) until
+/// it disconnects, misbehaves or the gateway shuts down.
+pub(crate) async fn serve<R, W>(
+    read: R,
+    write: W,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let config = &shared.config;
     let max_in_flight = config.max_in_flight_per_connection.max(1);
-    let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(max_in_flight + OUTBOUND_SLACK);
     let codec = FrameCodec::new(config.max_body_len);
     let writer = tokio::spawn(run_writer(write, codec, rx, config.write_timeout));
     let now = Instant::now();
     let mut conn = Connection {
         id,
+        peer,
         shared: shared.clone(),
         read,
         buf: BytesMut::with_capacity(READ_BUF),
         codec,
         tx,
         in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        max_in_flight,
         session: None,
         failed_logins: 0,
         outstanding: HashSet::new(),
@@ -144,8 +179,13 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     };
     let end = conn.read_loop(&shutdown).await;
     tracing::debug!(conn = id, ?end, "connection read loop ended");
-    if matches!(end, End::Eof | End::Shutdown) {
+    if matches!(end, End::Eof | End::Shutdown | End::SessionExpired) {
         conn.drain(max_in_flight).await;
+    }
+    if end == End::SessionExpired {
+        let message = "session token expired: log in again with a fresh token".to_owned();
+        tracing::info!(conn = id, "closing connection: session token expired");
+        conn.fatal(0, Code::Unauthenticated, message).await;
     }
     let Connection {
         read,
@@ -160,14 +200,14 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
         Ok(Err(e)) => tracing::debug!(conn = id, error = %e, "connection writer stopped"),
         Err(e) => tracing::error!(conn = id, error = %e, "connection writer panicked"),
     }
-    if end == End::Fatal {
+    if matches!(end, End::Fatal | End::SessionExpired) {
         linger(read).await;
     }
 }
 
 /// Discards input for a short while after a closing ERROR frame, so the
 /// peer sees our frame and FIN rather than a reset.
-async fn linger(mut read: OwnedReadHalf) {
+async fn linger<R: AsyncRead + Unpin>(mut read: R) {
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(n) = read.read(&mut sink).await {
@@ -179,11 +219,19 @@ async fn linger(mut read: OwnedReadHalf) {
     .await;
 }
 
+/// In-flight slots a request with a `body_len`-byte body takes: one per
+/// started [`SLOT_BYTES`] of frame, at most all of them.
+fn slots_for(body_len: usize, max_in_flight: usize) -> u32 {
+    let frame = crate::frame::HEADER_LEN + body_len;
+    let slots = frame.div_ceil(SLOT_BYTES).clamp(1, max_in_flight.max(1));
+    u32::try_from(slots).unwrap_or(u32::MAX)
+}
+
 fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-impl Connection {
+impl<R: AsyncRead + Unpin> Connection<R> {
     async fn read_loop(&mut self, shutdown: &CancellationToken) -> End {
         loop {
             // Handle every complete frame already buffered.
@@ -241,6 +289,11 @@ impl Connection {
                 best = (login, Timer::Login);
             }
         }
+        if let Some(session) = &self.session {
+            if session.expires_at < best.0 {
+                best = (session.expires_at, Timer::SessionExpiry);
+            }
+        }
         if let Some(started) = self.frame_started {
             let frame = started + c.frame_read_timeout;
             if frame < best.0 {
@@ -268,6 +321,7 @@ impl Connection {
                 Code::Unauthenticated,
                 format!("not logged in within {}", secs(c.login_timeout)),
             ),
+            Timer::SessionExpiry => return End::SessionExpired,
         };
         tracing::info!(conn = self.id, %message, "closing connection");
         self.fatal(0, code, message).await
@@ -304,11 +358,12 @@ impl Connection {
                 _ => Flow::WriterGone,
             };
         }
-        // Backpressure: stop reading while too many requests are in flight.
+        // Backpressure: stop reading while too much is in flight.
+        let slots = slots_for(frame.body.len(), self.max_in_flight);
         let permit = tokio::select! {
             biased;
             _ = self.tx.closed() => return Flow::WriterGone,
-            permit = self.in_flight.clone().acquire_owned() => match permit {
+            permit = self.in_flight.clone().acquire_many_owned(slots) => match permit {
                 Ok(p) => p,
                 Err(_) => return Flow::WriterGone,
             },
@@ -341,14 +396,46 @@ impl Connection {
         self.send(Outbound::reply(frame, permit)).await
     }
 
+    /// The token claims and session id a LOGIN proves: a token login opens
+    /// a new session (registered in the session directory until the token's
+    /// `exp`); a login with only a session id resumes that session, with the
+    /// expiry of the token that opened it, if the directory knows it.
+    async fn authenticate(&self, req: &LoginRequest) -> Result<(TokenClaims, String), String> {
+        if req.token.is_empty() && !req.session_id.is_empty() {
+            return match self.shared.sessions.resolve(&req.session_id).await {
+                Resolved::Session(claims) => Ok((claims, req.session_id.clone())),
+                Resolved::Unknown => {
+                    Err("unknown or expired session; log in with a token".to_owned())
+                }
+                Resolved::Unavailable => {
+                    Err("session store unavailable; log in with a token".to_owned())
+                }
+            };
+        }
+        let claims =
+            verify_login_token(&self.shared.auth, &req.token).map_err(|e| e.to_string())?;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        if account_matches(&req.account_id, &claims.account) {
+            self.shared.sessions.register(&session_id, &claims);
+        }
+        Ok((claims, session_id))
+    }
+
     async fn login(&mut self, corr: u64, req: LoginRequest, permit: OwnedSemaphorePermit) -> Flow {
-        let refusal = match login_account(&self.shared.auth, &req) {
-            Ok(sub) => {
+        if let Some(throttle) = &self.shared.login_throttle {
+            if let Err(wait) = throttle.check(self.peer.ip(), std::time::Instant::now()) {
+                return self.login_throttled(corr, wait, permit).await;
+            }
+        }
+        let refusal = match self.authenticate(&req).await {
+            Ok((claims, session_id)) if account_matches(&req.account_id, &claims.account) => {
                 let session = Session {
-                    account: Arc::from(sub),
-                    session_id: uuid::Uuid::new_v4().to_string(),
+                    account: Arc::from(claims.account.as_str()),
+                    session_id,
+                    expires_at: Instant::now() + claims.remaining(),
                 };
-                tracing::info!(conn = self.id, account = %session.account, "login");
+                tracing::info!(conn = self.id, account = %session.account,
+                    resumed = req.token.is_empty(), "login");
                 let resp = LoginResponse {
                     code: Code::Ok as i32,
                     message: String::new(),
@@ -359,10 +446,14 @@ impl Connection {
                 let frame = Frame::response(MsgType::Login, corr, &resp);
                 return self.send(Outbound::reply(frame, permit)).await;
             }
-            Err(refusal) => refusal.to_string(),
+            Ok(_) => LoginRefusal::AccountMismatch.to_string(),
+            Err(refusal) => refusal,
         };
         // A failed login never touches an existing session.
         self.failed_logins += 1;
+        if let Some(throttle) = &self.shared.login_throttle {
+            throttle.record_failure(self.peer.ip(), std::time::Instant::now());
+        }
         self.shared.stats.record(Code::Unauthenticated as i32);
         let close = self.failed_logins >= self.shared.config.max_failed_logins;
         tracing::info!(conn = self.id, failures = self.failed_logins, reason = %refusal, "login failed");
@@ -383,6 +474,37 @@ impl Connection {
             }
         } else {
             self.send(Outbound::reply(frame, permit)).await
+        }
+    }
+
+    /// Refuses a LOGIN from a source over its failed-login limit, without
+    /// verifying the token, and closes the connection.
+    async fn login_throttled(
+        &mut self,
+        corr: u64,
+        wait: Duration,
+        permit: OwnedSemaphorePermit,
+    ) -> Flow {
+        // Rounded up: retrying after the announced time must succeed.
+        let retry = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        tracing::info!(
+            conn = self.id,
+            peer = %self.peer.ip(),
+            retry_after_secs = retry,
+            "login refused: too many failed logins from this address"
+        );
+        self.shared.stats.record(Code::RateLimited as i32);
+        let resp = LoginResponse {
+            code: Code::RateLimited as i32,
+            message: format!(
+                "too many failed logins from this address; retry in {retry} s; closing connection"
+            ),
+            session_id: String::new(),
+        };
+        let frame = Frame::response(MsgType::Login, corr, &resp);
+        match self.send(Outbound::closing(frame, Some(permit))).await {
+            Flow::Continue => Flow::Close,
+            other => other,
         }
     }
 
@@ -461,5 +583,24 @@ impl Connection {
             self.outstanding.retain(|id| table.contains(*id));
         }
         self.outstanding.insert(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_grow_with_frame_size_and_never_exceed_the_limit() {
+        assert_eq!(slots_for(0, 256), 1);
+        assert_eq!(slots_for(SLOT_BYTES - crate::frame::HEADER_LEN, 256), 1);
+        assert_eq!(slots_for(SLOT_BYTES, 256), 2);
+        assert_eq!(slots_for(65_536, 256), 17);
+        assert_eq!(
+            slots_for(65_536, 4),
+            4,
+            "a big frame still fits a small limit"
+        );
+        assert_eq!(slots_for(10, 0), 1);
     }
 }

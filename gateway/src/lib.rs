@@ -16,7 +16,9 @@
 //!   breakers, bulkheads, rate limit, health, load balancing and the live
 //!   backend set ([`Router`]);
 //! * [`config`] / [`config_file`]: every limit with its default, and the TOML file;
-//! * [`server`]: accept loop, connection limit, graceful shutdown;
+//! * [`server`]: accept loop, connection limit, optional TLS ([`tls`]),
+//!   graceful shutdown;
+//! * [`login_throttle`]: failed logins per source address;
 //! * [`client`]: an async client for the CLI, benches and tests;
 //! * [`admin`] / [`telemetry`]: the admin HTTP surface and Prometheus metrics.
 #![deny(missing_docs)]
@@ -31,15 +33,18 @@ mod connection;
 pub mod correlation;
 pub mod dispatch;
 pub mod frame;
+pub mod login_throttle;
 pub mod request;
 pub mod resilience;
 pub mod routing;
 pub mod server;
+pub mod sessions;
 pub mod stats;
 pub mod telemetry;
+pub mod tls;
 pub mod writer;
 
-pub use auth::{mint_token, AuthError, JwtAuth};
+pub use auth::{mint_token, AuthError, JwtAuth, TokenClaims};
 pub use client::{Client, ClientError};
 pub use codec::{FrameCodec, FrameError};
 pub use config::{GatewayConfig, InvalidConfig};

@@ -2,15 +2,15 @@
 //!
 //! [`decode_request`] is the per-frame step of the connection's read loop
 //! that depends only on the frame: pick the protobuf message by `msg_type`
-//! and decode it. [`login_account`] and [`check_place_account`] are the
-//! session checks that follow. They are pure functions so that the fuzz
+//! and decode it. [`verify_login_token`], [`account_matches`] and [`admit`]
+//! are the session checks that follow. They are pure functions so that the fuzz
 //! targets (`fuzz/`) exercise exactly the code a connection runs.
 
 use bytes::Bytes;
 use hts_proto::v1::{Code, Heartbeat, LoginRequest, PlaceOrderRequest};
 use prost::Message;
 
-use crate::auth::{AuthError, JwtAuth};
+use crate::auth::{AuthError, JwtAuth, TokenClaims};
 use crate::dispatch::BackendRequest;
 use crate::frame::MsgType;
 
@@ -79,20 +79,20 @@ pub enum LoginRefusal {
     /// The token did not verify.
     #[error("login refused: {0}")]
     Token(#[from] AuthError),
-    /// The token is valid but for another account than `account_id`.
-    #[error("account_id does not match the token")]
+    /// The token or session is valid but for another account than `account_id`.
+    #[error("account_id does not match the token or session")]
     AccountMismatch,
 }
 
-/// The account a LOGIN authenticates: the token's `sub`, which must equal
-/// `account_id` unless that is empty.
-pub fn login_account(auth: &JwtAuth, request: &LoginRequest) -> Result<String, LoginRefusal> {
-    let sub = auth.verify(&request.token)?;
-    if request.account_id.is_empty() || request.account_id == sub {
-        Ok(sub)
-    } else {
-        Err(LoginRefusal::AccountMismatch)
-    }
+/// Verifies a LOGIN's token: its claims, or why it is refused.
+pub fn verify_login_token(auth: &JwtAuth, token: &str) -> Result<TokenClaims, LoginRefusal> {
+    Ok(auth.verify_claims(token)?)
+}
+
+/// Whether a LOGIN naming `requested` (empty: whichever account the token or
+/// session proves) may log in as the `proven` account.
+pub fn account_matches(requested: &str, proven: &str) -> bool {
+    requested.is_empty() || requested == proven
 }
 
 /// Checks that a PLACE_ORDER names no account other than the session's
@@ -165,6 +165,7 @@ mod tests {
         let login = LoginRequest {
             account_id: "ACC-1".into(),
             token: "t".into(),
+            ..Default::default()
         };
         assert_eq!(
             decode_request(1, body(&login)),
@@ -232,24 +233,20 @@ mod tests {
         let secret = b"request-test-secret";
         let auth = JwtAuth::new(secret);
         let token = mint_token(secret, "ACC-1", Duration::from_secs(60)).unwrap();
-        let mut req = LoginRequest {
-            account_id: String::new(),
-            token,
-        };
-        assert_eq!(login_account(&auth, &req), Ok("ACC-1".into()));
-        req.account_id = "ACC-1".into();
-        assert_eq!(login_account(&auth, &req), Ok("ACC-1".into()));
-        req.account_id = "ACC-2".into();
-        assert_eq!(
-            login_account(&auth, &req),
-            Err(LoginRefusal::AccountMismatch)
-        );
-        req.token = "garbage".into();
-        let e = login_account(&auth, &req).unwrap_err();
+        let claims = verify_login_token(&auth, &token).unwrap();
+        assert_eq!(claims.account, "ACC-1");
+        assert!(account_matches("", &claims.account));
+        assert!(account_matches("ACC-1", &claims.account));
+        assert!(!account_matches("ACC-2", &claims.account));
+        let e = verify_login_token(&auth, "garbage").unwrap_err();
         assert!(matches!(e, LoginRefusal::Token(AuthError::Malformed(_))));
         assert!(e
             .to_string()
             .starts_with("login refused: token is malformed"));
+        assert_eq!(
+            LoginRefusal::AccountMismatch.to_string(),
+            "account_id does not match the token or session"
+        );
     }
 
     #[test]

@@ -1,4 +1,11 @@
-//! [`Gateway`]: the accept loop, connection limit and graceful shutdown.
+//! [`Gateway`]: the accept loop, connection limit, optional TLS and graceful
+//! shutdown.
+//!
+//! The accept loop never waits on a client: a refused connection gets one
+//! ERROR frame written without waiting, and a TLS handshake runs in the
+//! connection's own task, bounded by `tls_handshake_timeout`, while holding
+//! its connection slot (so stalled handshakes count against
+//! `max_connections` and cannot pile up unbounded).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::BytesMut;
 use hts_proto::v1::Code;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::codec::Encoder;
@@ -21,26 +28,38 @@ use crate::config::GatewayConfig;
 use crate::connection::{serve, Shared};
 use crate::correlation::CorrelationTable;
 use crate::frame::Frame;
+use crate::login_throttle::LoginThrottle;
 use crate::resilience::{BackendSet, Live, Router};
 use crate::routing::BackendSettings;
 use crate::stats::GatewayStats;
+use crate::tls::TlsAcceptor;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A bound, not yet running gateway.
-#[derive(Debug)]
 pub struct Gateway {
     listener: TcpListener,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("local_addr", &self.local_addr)
+            .field("shared", &self.shared)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Gateway {
-    /// Binds `config.listen_addr` and prepares the backend pool.
+    /// Binds `config.listen_addr` (with `config.listen_backlog`) and
+    /// prepares the backend pool.
     pub async fn bind(config: GatewayConfig) -> anyhow::Result<Gateway> {
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
+        let listener = bind_listener(config.listen_addr, config.listen_backlog)
             .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
         Gateway::from_listener(listener, config)
     }
@@ -59,11 +78,22 @@ impl Gateway {
         let set = BackendSet::new(&config.backends, settings, live.clone())?;
         let router = Arc::new(Router::new(set, live, config.request_timeout));
         let table = Arc::new(CorrelationTable::new(config.correlation_capacity));
+        let sessions = crate::sessions::SessionDirectory::new(config.session_store.as_ref())
+            .context("configuring the session store")?;
+        let login_throttle = LoginThrottle::new(
+            config.login_failures_per_source,
+            config.login_failure_window,
+            config.max_login_sources,
+        )
+        .map(Arc::new);
+        let tls = config.tls.clone().map(TlsAcceptor::from);
         let shared = Arc::new(Shared {
             auth: JwtAuth::new(&config.jwt_secret),
+            sessions: Arc::new(sessions),
             router,
-            stats: GatewayStats::new(table.clone()),
+            stats: GatewayStats::new(table.clone(), login_throttle.clone()),
             table,
+            login_throttle,
             next_conn_id: AtomicU64::new(1),
             config,
         });
@@ -71,6 +101,7 @@ impl Gateway {
             listener,
             local_addr,
             shared,
+            tls,
         })
     }
 
@@ -103,8 +134,14 @@ impl Gateway {
             listener,
             local_addr,
             shared,
+            tls,
         } = self;
-        tracing::info!(%local_addr, backends = ?shared.config.backends, "gateway listening");
+        tracing::info!(
+            %local_addr,
+            backends = ?shared.config.backends,
+            tls = tls.is_some(),
+            "gateway listening"
+        );
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
         let token = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -127,10 +164,19 @@ impl Gateway {
                             Ok(slot) => {
                                 let shared = shared.clone();
                                 let token = token.clone();
+                                let tls = tls.clone();
                                 let guard = shared.stats.connection_opened();
                                 connections.spawn(async move {
                                     tracing::debug!(%peer, "connection accepted");
-                                    serve(stream, shared, token).await;
+                                    match tls {
+                                        None => {
+                                            let (read, write) = stream.into_split();
+                                            serve(read, write, peer, shared, token).await;
+                                        }
+                                        Some(tls) => {
+                                            serve_tls(stream, tls, peer, shared, token).await;
+                                        }
+                                    }
                                     drop(guard);
                                     drop(slot);
                                 });
@@ -155,6 +201,55 @@ impl Gateway {
         }
         tracing::info!("gateway stopped");
         Ok(())
+    }
+}
+
+/// A listener on `addr` whose accept queue holds `backlog` connections (the
+/// kernel caps it at `net.core.somaxconn`). `TcpListener::bind` uses 128: a
+/// burst of connection attempts beyond that (a reconnect storm after a
+/// restart, or a flood) has SYNs or handshake ACKs dropped, and a client
+/// that waits for the server to speak first can then hang on a connection
+/// the gateway never saw.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Completes the TLS handshake (bounded by `tls_handshake_timeout`, and
+/// abandoned on shutdown), then serves the connection. A failed or stalled
+/// handshake just closes the socket: there is no TLS session to carry an
+/// ERROR frame.
+async fn serve_tls(
+    stream: TcpStream,
+    tls: TlsAcceptor,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) {
+    let limit = shared.config.tls_handshake_timeout;
+    let handshake = tokio::select! {
+        _ = token.cancelled() => return,
+        done = tokio::time::timeout(limit, tls.accept(stream)) => done,
+    };
+    match handshake {
+        Ok(Ok(stream)) => {
+            let (read, write) = tokio::io::split(stream);
+            serve(read, write, peer, shared, token).await;
+        }
+        Ok(Err(e)) => {
+            shared.stats.tls_handshake_failed();
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.stats.tls_handshake_failed();
+            tracing::info!(%peer, timeout = ?limit, "TLS handshake not completed in time");
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use dashmap::DashMap;
 use hts_proto::v1::Code;
 
 use crate::correlation::CorrelationTable;
+use crate::login_throttle::LoginThrottle;
 use crate::telemetry;
 
 /// Number of distinct `Code` values (0 = unspecified … 12 = PROTOCOL_ERROR).
@@ -17,6 +18,8 @@ struct Inner {
     open_connections: AtomicUsize,
     accepted_connections: AtomicU64,
     rejected_connections: AtomicU64,
+    tls_handshake_failures: AtomicU64,
+    login_throttle: Option<Arc<LoginThrottle>>,
     responses: [AtomicU64; CODES],
     table: Arc<CorrelationTable>,
     /// Backend requests in flight per account (entries removed at zero).
@@ -30,12 +33,17 @@ pub struct GatewayStats {
 }
 
 impl GatewayStats {
-    pub(crate) fn new(table: Arc<CorrelationTable>) -> GatewayStats {
+    pub(crate) fn new(
+        table: Arc<CorrelationTable>,
+        login_throttle: Option<Arc<LoginThrottle>>,
+    ) -> GatewayStats {
         GatewayStats {
             inner: Arc::new(Inner {
                 open_connections: AtomicUsize::new(0),
                 accepted_connections: AtomicU64::new(0),
                 rejected_connections: AtomicU64::new(0),
+                tls_handshake_failures: AtomicU64::new(0),
+                login_throttle,
                 responses: std::array::from_fn(|_| AtomicU64::new(0)),
                 table,
                 by_account: DashMap::new(),
@@ -56,6 +64,35 @@ impl GatewayStats {
     /// Connections refused because `max_connections` was reached.
     pub fn rejected_connections(&self) -> u64 {
         self.inner.rejected_connections.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed or timed out.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.inner.tls_handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// Logins refused RATE_LIMITED by the per-source failed-login limit.
+    pub fn logins_throttled(&self) -> u64 {
+        self.inner
+            .login_throttle
+            .as_ref()
+            .map_or(0, |t| t.refused())
+    }
+
+    /// Source addresses the failed-login limit currently tracks.
+    pub fn login_sources_tracked(&self) -> usize {
+        self.inner
+            .login_throttle
+            .as_ref()
+            .map_or(0, |t| t.tracked_sources())
+    }
+
+    /// Failed logins not tracked per source because the table was full.
+    pub fn login_failures_untracked(&self) -> u64 {
+        self.inner
+            .login_throttle
+            .as_ref()
+            .map_or(0, |t| t.untracked_failures())
     }
 
     /// Backend requests currently in flight.
@@ -142,6 +179,12 @@ impl GatewayStats {
         }
     }
 
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.inner
+            .tls_handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn connection_rejected(&self) {
         self.inner
             .rejected_connections
@@ -187,7 +230,7 @@ mod tests {
 
     #[test]
     fn counters() {
-        let s = GatewayStats::new(Arc::new(CorrelationTable::new(1)));
+        let s = GatewayStats::new(Arc::new(CorrelationTable::new(1)), None);
         s.record(Code::Ok as i32);
         s.record(Code::Ok as i32);
         s.record(99);

@@ -14,7 +14,6 @@ use std::time::Duration;
 use hts_proto::v1::Code;
 
 use crate::frame::MsgType;
-use crate::resilience::breaker::BreakerState;
 use crate::resilience::router::RouterSnapshot;
 use crate::stats::GatewayStats;
 
@@ -28,6 +27,14 @@ pub const CONNECTIONS_OPEN: &str = "hts_connections_open";
 pub const CONNECTIONS_ACCEPTED: &str = "hts_connections_accepted_total";
 /// Counter: client connections refused at `max_connections`.
 pub const CONNECTIONS_REJECTED: &str = "hts_connections_rejected_total";
+/// Counter: TLS handshakes with clients that failed or timed out.
+pub const TLS_HANDSHAKE_FAILURES: &str = "hts_tls_handshake_failures_total";
+/// Counter: logins refused RATE_LIMITED by the per-source failed-login limit.
+pub const LOGINS_THROTTLED: &str = "hts_logins_throttled_total";
+/// Gauge: source addresses tracked by the failed-login limit.
+pub const LOGIN_SOURCES_TRACKED: &str = "hts_login_sources_tracked";
+/// Counter: failed logins not tracked per source (table full).
+pub const LOGIN_FAILURES_UNTRACKED: &str = "hts_login_failures_untracked_total";
 /// Gauge: entries in the correlation table (backend requests in flight).
 pub const CORRELATION_SIZE: &str = "hts_correlation_table_size";
 /// Gauge: capacity of the correlation table.
@@ -87,15 +94,6 @@ pub fn msg_type_label(msg_type: MsgType) -> &'static str {
     }
 }
 
-/// The gauge value of a breaker state.
-pub fn breaker_value(state: BreakerState) -> f64 {
-    match state {
-        BreakerState::Closed => 0.0,
-        BreakerState::HalfOpen => 1.0,
-        BreakerState::Open => 2.0,
-    }
-}
-
 /// Counts one response to a client.
 pub(crate) fn response(code: i32) {
     metrics::counter!(REQUESTS, "code" => code_label(code)).increment(1);
@@ -130,6 +128,10 @@ impl Exporter {
         gauge!(CONNECTIONS_OPEN).set(stats.open_connections() as f64);
         counter!(CONNECTIONS_ACCEPTED).absolute(stats.accepted_connections());
         counter!(CONNECTIONS_REJECTED).absolute(stats.rejected_connections());
+        counter!(TLS_HANDSHAKE_FAILURES).absolute(stats.tls_handshake_failures());
+        counter!(LOGINS_THROTTLED).absolute(stats.logins_throttled());
+        gauge!(LOGIN_SOURCES_TRACKED).set(stats.login_sources_tracked() as f64);
+        counter!(LOGIN_FAILURES_UNTRACKED).absolute(stats.login_failures_untracked());
         gauge!(CORRELATION_SIZE).set(stats.correlation_len() as f64);
         gauge!(CORRELATION_CAPACITY).set(stats.correlation_capacity() as f64);
         gauge!(ROUTER_IN_FLIGHT).set(snapshot.in_flight as f64);
@@ -146,7 +148,7 @@ impl Exporter {
             ready += usize::from(up);
             let l = [("backend", b.url.clone())];
             gauge!(BACKEND_IN_FLIGHT, &l).set(b.in_flight as f64);
-            gauge!(BACKEND_BREAKER, &l).set(breaker_value(b.breaker.state));
+            gauge!(BACKEND_BREAKER, &l).set(b.breaker.state.gauge_value());
             gauge!(BACKEND_UP, &l).set(if up { 1.0 } else { 0.0 });
             counter!(BACKEND_CALLS, &l).absolute(b.calls);
             counter!(BACKEND_ERRORS, &l).absolute(b.errors);

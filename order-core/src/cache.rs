@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fred::prelude::{Builder, ClientLike, Config, Expiration, KeysInterface, ReconnectPolicy};
+use fred::prelude::{ClientLike, Expiration, KeysInterface};
 use hts_proto::v1::{Code, OrderStatus, OrderType, Side};
 use serde::{Deserialize, Serialize};
 
@@ -79,9 +79,6 @@ pub struct OrderCache {
     unavailable: AtomicU64,
 }
 
-/// URL schemes of a single server (TLS or not) or a Sentinel deployment.
-const SCHEMES: [&str; 4] = ["redis", "rediss", "redis-sentinel", "rediss-sentinel"];
-
 /// Most orders remembered as "bypass the cache" at once; beyond it the
 /// cache is bypassed for every order until entries expire.
 const MAX_BYPASS: usize = 100_000;
@@ -91,30 +88,8 @@ impl OrderCache {
     /// waits for Redis, so the order service starts with Redis down too.
     /// Must be called inside a Tokio runtime.
     pub fn connect(config: CacheConfig) -> Result<Self, CacheError> {
-        // fred accepts any scheme as a plain server; a typo must not pass silently.
-        let scheme = config.url.split("://").next().unwrap_or_default();
-        if !SCHEMES.contains(&scheme) || !config.url.contains("://") {
-            return Err(CacheError(format!(
-                "unsupported URL {:?}: use one of {}",
-                config.url,
-                SCHEMES.join("://, ") + "://"
-            )));
-        }
-        let redis = Config::from_url(&config.url).map_err(|e| CacheError(e.to_string()))?;
-        let op_timeout = config.op_timeout;
-        let client = Builder::from_config(redis)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_millis(500);
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = op_timeout;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-            .build()
+        let client = hts_dbkit::redis::cache_client(&config.url, config.op_timeout)
             .map_err(|e| CacheError(e.to_string()))?;
-        // The connection task reconnects forever with backoff.
-        drop(client.connect());
         Ok(Self {
             client,
             config,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::outbox::{OutboxConfig, SinkConfig};
 
 /// Settings of [`crate::serve`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderServiceConfig {
     /// Where orders live: `sqlite:/var/lib/hts/orders.db` or
     /// `postgres://h1,h2/hts?target_session_attrs=read-write`. Several
@@ -14,6 +14,8 @@ pub struct OrderServiceConfig {
     pub store_url: String,
     /// gRPC URL of the account service, e.g. `http://127.0.0.1:50061`.
     pub account_service_url: String,
+    /// Timeouts and circuit breaker of the account-service client.
+    pub account_client: hts_account_client::AccountClientConfig,
     /// How often pending releases (of canceled orders) are retried.
     pub release_retry_interval: Duration,
     /// PostgreSQL connections per process.
@@ -40,6 +42,7 @@ impl OrderServiceConfig {
         Self {
             store_url,
             account_service_url: account_service_url.into(),
+            account_client: hts_account_client::AccountClientConfig::default(),
             release_retry_interval: Self::DEFAULT_RELEASE_RETRY_INTERVAL,
             db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
             outbox: OutboxConfig::new(sink),

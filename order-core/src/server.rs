@@ -63,13 +63,17 @@ pub async fn serve_with_admin(
         }
         None => store,
     };
-    let accounts = AccountClient::connect_lazy(&config.account_service_url)
-        .context("configuring the account service client")?;
+    let accounts = AccountClient::connect_lazy_with(
+        &config.account_service_url,
+        config.account_client.clone(),
+    )
+    .context("configuring the account service client")?;
     let _admin = match admin {
         Some(options) => {
             let state = std::sync::Arc::new(crate::admin::OrderAdmin::new(
                 store.clone(),
                 &config.account_service_url,
+                accounts.clone(),
                 options.prometheus,
             )?);
             Some(AbortOnDrop(tokio::spawn(async move {

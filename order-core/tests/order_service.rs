@@ -519,10 +519,17 @@ async fn unknown_and_foreign_orders() {
         code(cluster.cancel(1, "ACC-0006", "").await.code),
         Code::InvalidRequest
     );
+    // Another account's order is answered exactly like a missing one, so
+    // the answer does not tell whether the order id exists.
+    let missing_cancel = cluster.cancel(0, "ACC-0007", "no-such-order").await;
     let foreign_cancel = cluster.cancel(0, "ACC-0007", &placed.order_id).await;
-    assert_eq!(code(foreign_cancel.code), Code::Forbidden);
+    assert_eq!(code(foreign_cancel.code), Code::NotFound);
+    assert_eq!(foreign_cancel.message, missing_cancel.message);
+    assert_eq!(foreign_cancel.status, missing_cancel.status);
+    let missing_query = cluster.query(1, "ACC-0007", "no-such-order").await;
     let foreign_query = cluster.query(1, "ACC-0007", &placed.order_id).await;
-    assert_eq!(code(foreign_query.code), Code::Forbidden);
+    assert_eq!(code(foreign_query.code), Code::NotFound);
+    assert_eq!(foreign_query.message, missing_query.message);
     assert!(foreign_query.order.is_none());
     // The foreign cancel changed nothing.
     let mine = cluster.query(0, "ACC-0006", &placed.order_id).await;

@@ -57,6 +57,7 @@ pub async fn connect(
     let login = LoginRequest {
         account_id: account.to_owned(),
         token: token.to_owned(),
+        ..Default::default()
     };
     conn.write
         .send(Frame::request(MsgType::Login, 0, &login))

@@ -29,6 +29,12 @@ pub struct ConnectArgs {
     /// File holding the JWT secret used to mint a token when `--token` is absent.
     #[arg(long)]
     pub jwt_secret_file: Option<PathBuf>,
+    /// PEM file of the CA (or self-signed certificate) to trust: connect over TLS.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Name the gateway's certificate must carry (default: the host part of --addr).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 }
 
 impl ConnectArgs {
@@ -41,7 +47,8 @@ impl ConnectArgs {
                 hts_gateway::auth::mint_token(&secret, &self.account, Duration::from_secs(3600))?
             }
         };
-        let client = Client::connect(self.addr.as_str())
+        let client = self
+            .connect()
             .await
             .with_context(|| format!("cannot connect to the gateway at {}", self.addr))?;
         let response = client.login(&self.account, &token).await?;
@@ -54,6 +61,30 @@ impl ConnectArgs {
         }
         Ok(client)
     }
+
+    /// Connects, over TLS when `--tls-ca` is given.
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(Client::connect(self.addr.as_str()).await?);
+        };
+        let config = hts_gateway::tls::load_client_config(ca)?;
+        let name = match &self.tls_server_name {
+            Some(n) => n.clone(),
+            None => host_of(&self.addr)?,
+        };
+        Ok(Client::connect_tls(self.addr.as_str(), &name, config).await?)
+    }
+}
+
+/// The host part of `host:port` (`[v6]:port` gives `v6`).
+fn host_of(addr: &str) -> anyhow::Result<String> {
+    let (host, _port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("--addr {addr} is not HOST:PORT"))?;
+    Ok(host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned())
 }
 
 /// Order side on the command line.
@@ -264,5 +295,18 @@ fn exit_for(code: i32) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_addr() {
+        assert_eq!(host_of("gw.example:7070").unwrap(), "gw.example");
+        assert_eq!(host_of("127.0.0.1:7070").unwrap(), "127.0.0.1");
+        assert_eq!(host_of("[::1]:7070").unwrap(), "::1");
+        assert!(host_of("nohost").is_err());
     }
 }

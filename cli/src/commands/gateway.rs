@@ -9,12 +9,18 @@
 //! The admin HTTP surface listens on `--admin-listen` (default
 //! 127.0.0.1:7071; announced as `hts gateway-admin listening on ADDR` after
 //! the gateway's own line); state-changing requests need the bearer token of
-//! `--admin-token-file` or `HTS_ADMIN_TOKEN`.
+//! `--admin-token-file` or `HTS_ADMIN_TOKEN`. Without a token the admin
+//! surface may only listen on a loopback address: anything else is refused
+//! at start-up.
+//!
+//! With `--tls-cert` and `--tls-key` (or `tls_cert`/`tls_key` in the file)
+//! the client listener speaks TLS only.
 
 use anyhow::Context as _;
 use clap::Args;
 use hts_gateway::admin::{AdminState, AdminToken};
 use hts_gateway::{Gateway, GatewayConfig, GatewayFile, ResilienceConfig, Router};
+use std::net::ToSocketAddrs as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +32,9 @@ pub struct GatewayArgs {
     /// Address to listen on for client terminals.
     #[arg(long)]
     pub listen: Option<String>,
+    /// Accept queue length of the client listener (capped by net.core.somaxconn).
+    #[arg(long)]
+    pub listen_backlog: Option<u32>,
     /// TOML config file (backends, limits, `[resilience]`); re-read on SIGHUP.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -53,6 +62,40 @@ pub struct GatewayArgs {
     /// Most requests in flight on one connection.
     #[arg(long)]
     pub max_in_flight_per_connection: Option<usize>,
+    /// Redis holding the session directory (`redis://HOST:PORT/DB` or
+    /// `redis-sentinel://HOST:26379/DB?sentinelServiceName=NAME&node=HOST2:26379`):
+    /// a session opened on one gateway can be resumed on another. Never the
+    /// source of truth: a miss or Redis down means logging in with the token.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Upper bound of one session-directory operation, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub redis_timeout_ms: u64,
+    /// A connection not logged in within this many seconds is closed.
+    #[arg(long)]
+    pub login_timeout_secs: Option<u64>,
+    /// Failed logins after which a connection is closed.
+    #[arg(long)]
+    pub max_failed_logins: Option<u32>,
+    /// Failed logins one source address (IPv4 address, IPv6 /64) may make per
+    /// window, across connections; beyond it LOGIN is answered RATE_LIMITED (0 = no limit).
+    #[arg(long)]
+    pub login_failures_per_source: Option<u32>,
+    /// Window of --login-failures-per-source, in seconds.
+    #[arg(long)]
+    pub login_failure_window_secs: Option<u64>,
+    /// Most source addresses the failed-login limit tracks (bounds its memory).
+    #[arg(long)]
+    pub max_login_sources: Option<usize>,
+    /// PEM certificate chain (leaf first): serve clients over TLS (needs --tls-key).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Time a TLS client has to complete its handshake, in milliseconds.
+    #[arg(long)]
+    pub tls_handshake_timeout_ms: Option<u64>,
     /// Address of the admin HTTP surface (probes, /metrics, /admin/*, status page).
     #[arg(long, default_value = hts_gateway::admin::DEFAULT_ADMIN_ADDR)]
     pub admin_listen: String,
@@ -230,6 +273,9 @@ impl GatewayArgs {
         if let Some(ms) = self.request_timeout_ms {
             config.request_timeout = Duration::from_millis(ms);
         }
+        if let Some(n) = self.listen_backlog {
+            config.listen_backlog = n;
+        }
         if let Some(n) = self.max_body_len {
             config.max_body_len = n;
         }
@@ -245,7 +291,48 @@ impl GatewayArgs {
         if let Some(n) = self.max_in_flight_per_connection {
             config.max_in_flight_per_connection = n;
         }
+        config.session_store =
+            self.redis_url
+                .as_ref()
+                .map(|url| hts_gateway::sessions::SessionStoreConfig {
+                    url: url.clone(),
+                    op_timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+                });
+        if let Some(s) = self.login_timeout_secs {
+            config.login_timeout = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_failed_logins {
+            config.max_failed_logins = n;
+        }
+        if let Some(n) = self.login_failures_per_source {
+            config.login_failures_per_source = n;
+        }
+        if let Some(s) = self.login_failure_window_secs {
+            config.login_failure_window = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_login_sources {
+            config.max_login_sources = n;
+        }
+        if let Some(ms) = self.tls_handshake_timeout_ms {
+            config.tls_handshake_timeout = Duration::from_millis(ms);
+        }
         config
+    }
+
+    /// The TLS server configuration: certificate and key from the flags,
+    /// else from the file; both or neither.
+    fn tls(
+        &self,
+        file: &GatewayFile,
+    ) -> anyhow::Result<Option<Arc<hts_gateway::tls::rustls::ServerConfig>>> {
+        let cert = self.tls_cert.as_ref().or(file.tls_cert.as_ref());
+        let key = self.tls_key.as_ref().or(file.tls_key.as_ref());
+        match (cert, key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(hts_gateway::tls::load_server_config(cert, key)?)),
+            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key"),
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert"),
+        }
     }
 
     /// The admin token: `--admin-token-file`, else `HTS_ADMIN_TOKEN`, else none.
@@ -282,7 +369,12 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         "no backend: give --backend URL or a config file with backends"
     );
     let secret = crate::secret::resolve(args.jwt_secret_file.as_deref())?;
-    let config = args.config(&file, secret);
+    let mut config = args.config(&file, secret);
+    config.tls = args.tls(&file)?;
+    let admin_token = args.admin_token()?;
+    if admin_token.is_none() {
+        refuse_open_admin(&args.admin_listen)?;
+    }
     // Every signal handler is registered before the address is announced: a
     // SIGTERM, SIGHUP or SIGUSR1 sent as soon as the line appears must not
     // hit the default action (which ends the process).
@@ -295,11 +387,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             signal(SignalKind::user_defined1())?,
         )
     };
-    let (listener, _) = super::bind_and_announce("gateway", &args.listen(&file)).await?;
+    let listen = args.listen(&file);
+    let addr = tokio::net::lookup_host(&listen)
+        .await
+        .with_context(|| format!("gateway: invalid listen address {listen}"))?
+        .next()
+        .with_context(|| format!("gateway: {listen} resolves to no address"))?;
+    let listener = hts_gateway::server::bind_listener(addr, config.listen_backlog)
+        .with_context(|| format!("gateway: cannot listen on {listen}"))?;
+    super::announce("gateway", listener.local_addr()?);
     let gateway = Gateway::from_listener(listener, config)?;
     let router = gateway.router();
     let stats = gateway.stats();
-    let admin_token = args.admin_token()?;
     if admin_token.is_none() {
         tracing::warn!("no admin token configured: admin changes are disabled");
     }
@@ -371,6 +470,24 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to start an admin surface without a token on anything but a
+/// loopback address: its reads (configuration, connections, backends)
+/// would be open to the network.
+fn refuse_open_admin(admin_listen: &str) -> anyhow::Result<()> {
+    let addrs: Vec<std::net::SocketAddr> = admin_listen
+        .to_socket_addrs()
+        .with_context(|| format!("invalid --admin-listen {admin_listen}"))?
+        .collect();
+    if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to serve the admin endpoint on {open} without an admin token: \
+             set --admin-token-file or HTS_ADMIN_TOKEN, or use a loopback --admin-listen \
+             such as 127.0.0.1:7071"
+        );
+    }
+    Ok(())
 }
 
 /// Prints `hts TEXT` on standard output and flushes (tests and scripts read it).

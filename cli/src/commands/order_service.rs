@@ -1,6 +1,7 @@
 //! `hts order-service`: one order-service backend over gRPC.
 
 use clap::Args;
+use hts_account_client::{AccountClientConfig, BreakerConfig};
 use hts_order_core::fault::{FaultConfig, FaultInjector};
 use hts_order_core::outbox::{DlqPolicy, KafkaConfig, OutboxConfig, SinkConfig};
 use hts_order_core::OrderServiceConfig;
@@ -23,6 +24,24 @@ pub struct OrderServiceArgs {
     /// Benchmarks only: answer every call OK at once, without store or account service.
     #[arg(long)]
     pub echo: bool,
+    /// Upper bound of one account-service call, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub account_call_timeout_ms: u64,
+    /// Account-client circuit breaker: calls evaluated, and the minimum volume before it can open.
+    #[arg(long, default_value_t = AccountClientConfig::DEFAULT_BREAKER.window)]
+    pub account_breaker_window: usize,
+    /// Account-client circuit breaker: failure ratio at which it opens.
+    #[arg(long, default_value_t = AccountClientConfig::DEFAULT_BREAKER.failure_ratio)]
+    pub account_breaker_failure_ratio: f64,
+    /// Account-client circuit breaker: first open period, in milliseconds (doubles while probes fail).
+    #[arg(long, default_value_t = AccountClientConfig::DEFAULT_BREAKER.delay.as_millis() as u64)]
+    pub account_breaker_open_ms: u64,
+    /// Account-client circuit breaker: longest open period, in milliseconds.
+    #[arg(long, default_value_t = AccountClientConfig::DEFAULT_BREAKER.max_delay.as_millis() as u64)]
+    pub account_breaker_max_open_ms: u64,
+    /// Account-client circuit breaker: probe calls in half-open state.
+    #[arg(long, default_value_t = AccountClientConfig::DEFAULT_BREAKER.half_open_probes)]
+    pub account_breaker_probes: u32,
     /// How often reservations of cancelled orders that could not be released yet are retried.
     #[arg(long, default_value_t = 1000)]
     pub release_retry_interval_ms: u64,
@@ -113,6 +132,20 @@ impl OrderServiceArgs {
     /// The library configuration these flags describe.
     pub fn config(&self) -> OrderServiceConfig {
         let mut config = OrderServiceConfig::new(self.store.clone(), self.account_service.clone());
+        config.account_client = AccountClientConfig {
+            call_timeout: Duration::from_millis(self.account_call_timeout_ms.max(1)),
+            breaker: BreakerConfig {
+                window: self.account_breaker_window.max(1),
+                failure_ratio: self.account_breaker_failure_ratio.clamp(0.0, 1.0),
+                delay: Duration::from_millis(self.account_breaker_open_ms),
+                max_delay: Duration::from_millis(
+                    self.account_breaker_max_open_ms
+                        .max(self.account_breaker_open_ms),
+                ),
+                half_open_probes: self.account_breaker_probes.max(1),
+            },
+            ..AccountClientConfig::default()
+        };
         config.release_retry_interval = Duration::from_millis(self.release_retry_interval_ms);
         config.db_pool_size = self.db_pool_size;
         config.fault_exit_after_commit = self.fault_exit_after_commit;

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 /// The JWT secret every test cluster uses.
@@ -24,6 +24,9 @@ pub struct Proc {
     /// The address it announced.
     pub addr: SocketAddr,
     lines: mpsc::Receiver<String>,
+    /// Everything printed so far (standard output; standard error too when
+    /// spawned with [`Proc::spawn_logged`]).
+    output: Arc<Mutex<String>>,
 }
 
 impl Proc {
@@ -34,31 +37,61 @@ impl Proc {
 
     /// Spawns `hts ARGS` with extra environment and waits for its listening line.
     pub fn spawn_with_env(args: &[impl AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Proc {
+        Self::spawn_inner(args, env, false)
+    }
+
+    /// Like [`Proc::spawn_with_env`], but standard error is captured too
+    /// (see [`Proc::output`]) instead of passed through.
+    pub fn spawn_logged(args: &[impl AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Proc {
+        Self::spawn_inner(args, env, true)
+    }
+
+    fn spawn_inner(
+        args: &[impl AsRef<std::ffi::OsStr>],
+        env: &[(&str, &str)],
+        capture_stderr: bool,
+    ) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hts"));
         cmd.args(args)
             .env("HTS_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if capture_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn hts");
         let stdout = child.stdout.take().expect("stdout piped");
+        let output = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
+        let out = output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                push_line(&out, &line);
+                // Keep draining (and recording) after the receiver is gone.
+                let _ = tx.send(line);
             }
         });
+        if let Some(stderr) = child.stderr.take() {
+            let out = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    push_line(&out, &line);
+                }
+            });
+        }
         let mut proc = Proc {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             lines: rx,
+            output,
         };
         let line = proc.wait_for_line(" listening on ", Duration::from_secs(60));
         let addr = line.rsplit(' ').next().unwrap();
@@ -77,6 +110,14 @@ impl Proc {
                 Err(_) => panic!("process did not print {needle:?} within {timeout:?}"),
             }
         }
+    }
+
+    /// Everything the process printed so far (see [`Proc::spawn_logged`]).
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The gRPC URL of this process.
@@ -134,6 +175,12 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn push_line(out: &Mutex<String>, line: &str) {
+    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+    out.push_str(line);
+    out.push('\n');
 }
 
 impl Drop for Proc {

@@ -7,7 +7,7 @@ pub enum PgError {
     #[error("invalid postgres connection string: {0}")]
     Config(String),
     /// The database (or the connection to it) reported an error.
-    #[error("postgres error: {0}")]
+    #[error("postgres error: {}", db_detail(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No connection could be taken from the pool.
     #[error("postgres pool: {0}")]
@@ -20,6 +20,15 @@ pub enum PgError {
         /// The last transient error.
         last: Box<PgError>,
     },
+}
+
+/// The error with the server's SQLSTATE and message when there is one
+/// (`tokio_postgres::Error` alone displays just "db error").
+fn db_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", e, db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 impl From<deadpool_postgres::PoolError> for PgError {

@@ -13,4 +13,4 @@ pub use deadpool_postgres::{Object as PgClient, Pool};
 pub use error::PgError;
 pub use migrate::migrate;
 pub use pool::{connect_pool, is_postgres_url, DEFAULT_POOL_SIZE};
-pub use retry::{retry_transient, RetryPolicy};
+pub use retry::{current_deadline, retry_limit, retry_transient, with_deadline, RetryPolicy};

@@ -1,7 +1,14 @@
 //! Retrying transient PostgreSQL failures with backoff within a deadline.
+//!
+//! The deadline is the policy's budget, shortened by the deadline of the
+//! request being served when one is set for the task with
+//! [`with_deadline`] (the order service sets it from the caller's gRPC
+//! deadline): a store never keeps retrying for a caller that has given up.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio_postgres::error::SqlState;
 
@@ -26,6 +33,32 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_millis(500),
         }
     }
+}
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` with `deadline` (when given) as the deadline of every retry
+/// loop inside it, including [`current_deadline`] readers such as a group
+/// commit queue that carries it to another task.
+pub async fn with_deadline<F: Future>(deadline: Option<Instant>, work: F) -> F::Output {
+    match deadline {
+        Some(deadline) => DEADLINE.scope(deadline, work).await,
+        None => work.await,
+    }
+}
+
+/// The deadline set by [`with_deadline`] for the current task, if any.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// The moment retries of an operation started at `start` must stop: the
+/// policy's budget, or `deadline` when that comes first.
+pub fn retry_limit(policy: &RetryPolicy, start: Instant, deadline: Option<Instant>) -> Instant {
+    let budget_end = start + policy.budget;
+    deadline.map_or(budget_end, |d| d.min(budget_end))
 }
 
 /// True for database errors worth retrying (see [`PgError::is_transient`]).
@@ -53,14 +86,17 @@ pub(crate) fn is_transient_db(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Runs `op` until it succeeds, fails with a non-transient error, or the
-/// policy's budget is spent (then [`PgError::RetriesExhausted`]). `op` must
-/// be safe to repeat: each attempt is its own transaction.
+/// retry limit passes (then [`PgError::RetriesExhausted`]): the policy's
+/// budget, or the task's [`with_deadline`] deadline when that comes first.
+/// The first attempt always runs. `op` must be safe to repeat: each attempt
+/// is its own transaction.
 pub async fn retry_transient<T, F, Fut>(policy: RetryPolicy, mut op: F) -> Result<T, PgError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PgError>>,
 {
     let start = Instant::now();
+    let limit = retry_limit(&policy, start, current_deadline());
     let mut backoff = policy.initial_backoff;
     loop {
         match op().await {
@@ -68,7 +104,7 @@ where
             Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
                 let waited = start.elapsed();
-                if waited + backoff > policy.budget {
+                if Instant::now() + backoff > limit {
                     return Err(PgError::RetriesExhausted {
                         waited_ms: waited.as_millis(),
                         last: Box::new(e),
@@ -129,5 +165,49 @@ mod tests {
         let result: Result<(), _> =
             retry_transient(quick(30), || async { Err(PgError::Pool("down".into())) }).await;
         assert!(matches!(result, Err(PgError::RetriesExhausted { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_task_deadline_cuts_the_budget_short() {
+        let policy = RetryPolicy {
+            budget: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        };
+        let start = Instant::now();
+        let calls = AtomicU32::new(0);
+        let deadline = start + Duration::from_millis(300);
+        let result: Result<(), _> = with_deadline(Some(deadline), async {
+            assert_eq!(current_deadline(), Some(deadline));
+            retry_transient(policy, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(PgError::Pool("down".into()))
+            })
+            .await
+        })
+        .await;
+        assert!(matches!(result, Err(PgError::RetriesExhausted { .. })));
+        // Paused clock: no retry was started after the deadline, and the
+        // loop gave up well before the 10 s budget.
+        assert!(Instant::now() <= deadline, "{:?}", start.elapsed());
+        assert!(calls.load(Ordering::SeqCst) >= 3);
+        assert_eq!(current_deadline(), None);
+    }
+
+    #[test]
+    fn retry_limit_is_the_earlier_of_budget_and_deadline() {
+        let policy = quick(1_000);
+        let start = Instant::now();
+        let soon = start + Duration::from_millis(10);
+        let late = start + Duration::from_secs(60);
+        assert_eq!(
+            retry_limit(&policy, start, None),
+            start + Duration::from_secs(1)
+        );
+        assert_eq!(retry_limit(&policy, start, Some(soon)), soon);
+        assert_eq!(
+            retry_limit(&policy, start, Some(late)),
+            start + Duration::from_secs(1)
+        );
     }
 }

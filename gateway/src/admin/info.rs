@@ -66,6 +66,7 @@ pub async fn config(State(state): State<Arc<AdminState>>) -> Json<serde_json::Va
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     Json(serde_json::json!({
         "listen_addr": c.listen_addr.to_string(),
+        "listen_backlog": c.listen_backlog,
         "backends": backends,
         "request_timeout_ms": ms(c.request_timeout),
         "max_body_len": c.max_body_len,
@@ -75,6 +76,11 @@ pub async fn config(State(state): State<Arc<AdminState>>) -> Json<serde_json::Va
         "max_in_flight_per_connection": c.max_in_flight_per_connection,
         "max_connections": c.max_connections,
         "max_failed_logins": c.max_failed_logins,
+        "login_failures_per_source": c.login_failures_per_source,
+        "login_failure_window_ms": ms(c.login_failure_window),
+        "max_login_sources": c.max_login_sources,
+        "tls": c.tls.is_some(),
+        "tls_handshake_timeout_ms": ms(c.tls_handshake_timeout),
         "correlation_capacity": c.correlation_capacity,
         "write_timeout_ms": ms(c.write_timeout),
         "drain_timeout_ms": ms(c.drain_timeout),
@@ -83,6 +89,10 @@ pub async fn config(State(state): State<Arc<AdminState>>) -> Json<serde_json::Va
         "jwt_secret": "[redacted]",
         "admin_token": if state.token.is_some() { "[redacted]" } else { "[not configured]" },
         "resilience": &*state.router().live().config(),
+        "session_store": c.session_store.as_ref().map(|s| serde_json::json!({
+            "url": hts_dbkit::redact_url(&s.url),
+            "op_timeout_ms": ms(s.op_timeout),
+        })),
     }))
 }
 
@@ -98,6 +108,9 @@ pub async fn connections(State(state): State<Arc<AdminState>>) -> Json<serde_jso
         "open": s.open_connections(),
         "accepted": s.accepted_connections(),
         "rejected": s.rejected_connections(),
+        "tls_handshake_failures": s.tls_handshake_failures(),
+        "logins_throttled": s.logins_throttled(),
+        "login_sources_tracked": s.login_sources_tracked(),
         "max_connections": state.config.max_connections,
         "correlation_size": s.correlation_len(),
         "correlation_capacity": s.correlation_capacity(),

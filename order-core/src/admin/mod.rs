@@ -1,7 +1,8 @@
 //! The order service's admin HTTP surface (axum): `/healthz`, `/readyz`
 //! (503 + `Retry-After` naming the unreachable dependency: the database or
 //! the account service) and `/metrics` (outbox backlog, oldest READY age,
-//! published and DLQ totals, dependency state, account-client errors).
+//! published and DLQ totals, dependency state, account-client errors and
+//! breaker state).
 //!
 //! Layout: [`readiness`] (dependency probes), [`telemetry`] (metric names
 //! and the scrape-time export).
@@ -34,6 +35,7 @@ pub struct AdminOptions {
 /// What the admin handlers read.
 pub struct OrderAdmin {
     probes: Probes,
+    accounts: hts_account_client::AccountClient,
     prometheus: Option<PrometheusHandle>,
 }
 
@@ -44,14 +46,17 @@ impl std::fmt::Debug for OrderAdmin {
 }
 
 impl OrderAdmin {
-    /// State over `store` and the account service at `account_url`.
+    /// State over `store`, the account service at `account_url` and the
+    /// service's account client (whose breaker state `/metrics` exports).
     pub fn new(
         store: Arc<dyn OrderStore>,
         account_url: &str,
+        accounts: hts_account_client::AccountClient,
         prometheus: Option<PrometheusHandle>,
     ) -> anyhow::Result<OrderAdmin> {
         Ok(OrderAdmin {
             probes: Probes::new(store, account_url)?,
+            accounts,
             prometheus,
         })
     }
@@ -99,6 +104,7 @@ async fn metrics(State(state): State<Arc<OrderAdmin>>) -> Response {
     if let Some(stats) = &r.outbox {
         telemetry::export_outbox(stats);
     }
+    state.accounts.export_breaker_state();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

@@ -96,7 +96,12 @@ pub async fn open_with_outbox(
     };
     let store = open_store(&config.store_url, options)
         .await
-        .with_context(|| format!("opening order store {}", config.store_url))?;
+        .with_context(|| {
+            format!(
+                "opening order store {}",
+                hts_dbkit::redact_url(&config.store_url)
+            )
+        })?;
     let mut runtime = OutboxRuntime {
         dispatcher: None,
         recovery: None,

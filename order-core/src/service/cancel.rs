@@ -20,6 +20,15 @@ fn answer(
     }
 }
 
+fn not_found(order_id: &str) -> CancelOrderResponse {
+    answer(
+        order_id,
+        Code::NotFound,
+        OrderStatus::Unspecified,
+        "order not found",
+    )
+}
+
 fn canceled(order_id: &str) -> CancelOrderResponse {
     answer(order_id, Code::Ok, OrderStatus::Canceled, "order canceled")
 }
@@ -54,25 +63,12 @@ pub(crate) async fn cancel(ctx: &OrderContext, call: CancelOrderCall) -> CancelO
         return answer(&order_id, r.code, OrderStatus::Unspecified, r.message);
     }
     let order = match ctx.store.get_order(&order_id).await {
-        Ok(Some(order)) => order,
-        Ok(None) => {
-            return answer(
-                &order_id,
-                Code::NotFound,
-                OrderStatus::Unspecified,
-                "order not found",
-            )
-        }
+        // Another account's order is answered exactly like a missing one:
+        // the answer must not tell whether an order id exists.
+        Ok(Some(order)) if order.account_id == call.account_id => order,
+        Ok(_) => return not_found(&order_id),
         Err(e) => return store_unavailable(&order_id, &e),
     };
-    if order.account_id != call.account_id {
-        return answer(
-            &order_id,
-            Code::Forbidden,
-            OrderStatus::Unspecified,
-            "order belongs to another account",
-        );
-    }
     match order.status {
         OrderStatus::Rejected => return rejected(&order),
         OrderStatus::Canceled => return canceled(&order_id),

@@ -3,9 +3,12 @@
 //! Every handler body runs in its own spawned task which the RPC future only
 //! awaits: a client cancelling its call (the gateway drops hedged losers and
 //! timed-out calls) can never interrupt a place between reserve and insert,
-//! nor a cancel between commit and release.
+//! nor a cancel between commit and release. The task runs under the
+//! caller's deadline (its `grpc-timeout`), which bounds the store's retries
+//! of transient database failures.
 
 mod cancel;
+mod deadline;
 mod place;
 mod query;
 mod releaser;
@@ -48,14 +51,19 @@ impl OrderGrpc {
     }
 }
 
-/// Runs `work` detached from the caller's future and waits for it.
+/// Runs `work` detached from the caller's future, under the caller's
+/// `deadline`, and waits for it.
 async fn detached<T: Send + 'static>(
+    deadline: Option<tokio::time::Instant>,
     work: impl Future<Output = T> + Send + 'static,
 ) -> Result<Response<T>, Status> {
-    tokio::spawn(work).await.map(Response::new).map_err(|e| {
-        tracing::error!(error = %e, "order handler task failed");
-        Status::internal("order handler failed")
-    })
+    tokio::spawn(hts_dbkit::pg::with_deadline(deadline, work))
+        .await
+        .map(Response::new)
+        .map_err(|e| {
+            tracing::error!(error = %e, "order handler task failed");
+            Status::internal("order handler failed")
+        })
 }
 
 #[tonic::async_trait]
@@ -65,8 +73,9 @@ impl OrderService for OrderGrpc {
         request: Request<PlaceOrderCall>,
     ) -> Result<Response<PlaceOrderResponse>, Status> {
         let ctx = Arc::clone(&self.ctx);
+        let deadline = deadline::of(&request);
         let call = request.into_inner();
-        detached(async move { place::place(&ctx, call).await }).await
+        detached(deadline, async move { place::place(&ctx, call).await }).await
     }
 
     async fn cancel_order(
@@ -74,8 +83,9 @@ impl OrderService for OrderGrpc {
         request: Request<CancelOrderCall>,
     ) -> Result<Response<CancelOrderResponse>, Status> {
         let ctx = Arc::clone(&self.ctx);
+        let deadline = deadline::of(&request);
         let call = request.into_inner();
-        detached(async move { cancel::cancel(&ctx, call).await }).await
+        detached(deadline, async move { cancel::cancel(&ctx, call).await }).await
     }
 
     async fn query_order(
@@ -83,7 +93,8 @@ impl OrderService for OrderGrpc {
         request: Request<QueryOrderCall>,
     ) -> Result<Response<QueryOrderResponse>, Status> {
         let ctx = Arc::clone(&self.ctx);
+        let deadline = deadline::of(&request);
         let call = request.into_inner();
-        detached(async move { query::query(&ctx, call).await }).await
+        detached(deadline, async move { query::query(&ctx, call).await }).await
     }
 }

@@ -5,6 +5,9 @@ use hts_proto::v1::{Code, QueryOrderCall, QueryOrderResponse};
 use super::OrderContext;
 use crate::domain::validate_order_id;
 
+/// The message of NOT_FOUND, for missing and foreign orders alike.
+const NOT_FOUND: &str = "order not found";
+
 fn answer(code: Code, message: impl Into<String>) -> QueryOrderResponse {
     QueryOrderResponse {
         code: code as i32,
@@ -20,10 +23,10 @@ pub(crate) async fn query(ctx: &OrderContext, call: QueryOrderCall) -> QueryOrde
         return answer(r.code, r.message);
     }
     match ctx.store.get_order(&order_id).await {
-        Ok(None) => answer(Code::NotFound, "order not found"),
-        Ok(Some(order)) if order.account_id != call.account_id => {
-            answer(Code::Forbidden, "order belongs to another account")
-        }
+        // Another account's order is answered exactly like a missing one:
+        // the answer must not tell whether an order id exists.
+        Ok(None) => answer(Code::NotFound, NOT_FOUND),
+        Ok(Some(order)) if order.account_id != call.account_id => answer(Code::NotFound, NOT_FOUND),
         Ok(Some(order)) => QueryOrderResponse {
             code: Code::Ok as i32,
             message: String::new(),

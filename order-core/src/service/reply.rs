@@ -62,7 +62,13 @@ pub(crate) fn store_unavailable(request_id: &str, error: &StoreError) -> PlaceOr
 
 /// The account service failed; nothing was stored, retrying is safe.
 pub(crate) fn account_unavailable(request_id: &str, error: &AccountError) -> PlaceOrderResponse {
-    tracing::warn!(%error, request_id, "account service failure during place");
+    if matches!(error, AccountError::CircuitOpen) {
+        // One line per refused order would flood the log while the breaker
+        // is open; the breaker gauge and error counter show it instead.
+        tracing::debug!(request_id, "account breaker open: order refused");
+    } else {
+        tracing::warn!(%error, request_id, "account service failure during place");
+    }
     refusal(
         request_id,
         Code::ServiceUnavailable,

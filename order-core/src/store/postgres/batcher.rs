@@ -8,13 +8,23 @@
 //! read-back of every requested key. Each caller is answered only after the
 //! commit. Up to [`CONCURRENT_BATCHES`] batches are in flight at once; new
 //! inserts accumulate while they run, so batches grow with load.
+//!
+//! Transient failures (connection lost, server restarting, read-only after a
+//! failover) are retried with backoff. Each queued insert carries the
+//! deadline of the request it serves ([`hts_dbkit::pg::current_deadline`] of
+//! the caller's task): before every retry, inserts whose deadline passed are
+//! taken out of the batch and answered [`StoreError::Commit`] (no retry
+//! starts for a caller who gave up, so a store outage longer than the
+//! deadline leaves no order behind that its client was told failed), and the
+//! batch stops retrying once no caller is left or the policy budget is spent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use hts_dbkit::pg::{retry_transient, PgError, RetryPolicy};
+use hts_dbkit::pg::{current_deadline, retry_limit, PgError, RetryPolicy};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::rows::{order_from_row, ORDER_SELECT};
@@ -65,6 +75,8 @@ pub(crate) struct PreparedInsert {
 
 struct Job {
     insert: PreparedInsert,
+    /// The request's deadline; `None`: only the policy budget bounds retries.
+    deadline: Option<Instant>,
     reply: oneshot::Sender<Result<InsertOutcome, StoreError>>,
 }
 
@@ -82,11 +94,17 @@ impl InsertBatcher {
         Self { queue }
     }
 
-    /// Inserts through the next batch; answers after its commit.
+    /// Inserts through the next batch; answers after its commit. Retries of
+    /// a failed batch stop at the deadline of the calling task, if it has one.
     pub(crate) async fn insert(&self, insert: PreparedInsert) -> Result<InsertOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let deadline = current_deadline();
         self.queue
-            .send(Job { insert, reply })
+            .send(Job {
+                insert,
+                deadline,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::WriterClosed)?;
         answer.await.map_err(|_| StoreError::WriterClosed)?
@@ -132,11 +150,38 @@ async fn commit_batch(
         (&a.insert.order.account_id, &a.insert.order.request_id)
             .cmp(&(&b.insert.order.account_id, &b.insert.order.request_id))
     });
-    let inserts: Vec<&PreparedInsert> = batch.iter().map(|j| &j.insert).collect();
-    let result = retry_transient(retry, || attempt(pool, &inserts))
-        .await
-        .map_err(StoreError::from)
-        .and_then(|rows| decode(&rows));
+    let start = Instant::now();
+    let mut backoff = retry.initial_backoff;
+    let result = loop {
+        let inserts: Vec<&PreparedInsert> = batch.iter().map(|j| &j.insert).collect();
+        match attempt(pool, &inserts).await {
+            Ok(rows) => break decode(&rows),
+            Err(e) if !e.is_transient() => break Err(StoreError::from(e)),
+            Err(e) => {
+                let resume = Instant::now() + backoff;
+                batch = expire(batch, resume, &e);
+                // Retry while some caller still waits, within the budget.
+                let limit = batch
+                    .iter()
+                    .map(|j| retry_limit(&retry, start, j.deadline))
+                    .max();
+                match limit {
+                    None => return, // Every caller's deadline passed.
+                    Some(limit) if resume > limit => {
+                        break Err(StoreError::from(PgError::RetriesExhausted {
+                            waited_ms: start.elapsed().as_millis(),
+                            last: Box::new(e),
+                        }))
+                    }
+                    Some(_) => {}
+                }
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64,
+                    size = batch.len(), "transient postgres failure in order batch; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(retry.max_backoff);
+            }
+        }
+    };
     match result {
         Ok(stored) => {
             let mut events = Vec::new();
@@ -170,6 +215,25 @@ async fn commit_batch(
             }
         }
     }
+}
+
+/// Answers (with a failure) and drops the jobs whose deadline comes before
+/// `resume`, the moment of the next attempt; keeps the others. A dropped
+/// job had no effect: every failed attempt rolled back.
+fn expire(batch: Vec<Job>, resume: Instant, last: &PgError) -> Vec<Job> {
+    let (late, keep): (Vec<Job>, Vec<Job>) = batch
+        .into_iter()
+        .partition(|j| j.deadline.is_some_and(|d| d < resume));
+    if !late.is_empty() {
+        tracing::warn!(error = %last, expired = late.len(),
+            "order inserts dropped from a failing batch at their request deadline");
+    }
+    for job in late {
+        let _ = job.reply.send(Err(StoreError::Commit(format!(
+            "request deadline passed while the database was failing ({last}); nothing stored"
+        ))));
+    }
+    keep
 }
 
 type Stored = HashMap<(String, String), StoredOrder>;
