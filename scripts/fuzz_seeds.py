@@ -196,6 +196,11 @@ backends = ["http://10.0.0.1:50051", "http://10.0.0.2:50051"]
 request_timeout_ms = 50
 max_in_flight_per_connection = 256
 max_connections = 20000
+max_failed_logins = 5
+login_failures_per_source = 20
+login_failure_window_secs = 60
+max_login_sources = 100000
+tls_handshake_timeout_ms = 10000
 
 [resilience]
 max_retries = 1

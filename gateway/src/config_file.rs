@@ -183,7 +183,8 @@ breaker_delay_ms = 1000
         );
         let f = GatewayFile::parse(
             "backends = [\"http://b:2\"]\nrequest_timeout_ms = 80\nmax_connections = 7\n\
-             max_in_flight_per_connection = 3\n[resilience]\nmax_retries = 0\n",
+             max_in_flight_per_connection = 3\nmax_failed_logins = 2\n\
+             login_failure_window_secs = 9\n[resilience]\nmax_retries = 0\n",
             "t.toml",
         )
         .unwrap();
@@ -192,6 +193,8 @@ breaker_delay_ms = 1000
         assert_eq!(config.request_timeout, Duration::from_millis(80));
         assert_eq!(config.max_connections, 7);
         assert_eq!(config.max_in_flight_per_connection, 3);
+        assert_eq!(config.max_failed_logins, 2);
+        assert_eq!(config.login_failure_window, Duration::from_secs(9));
         assert_eq!(config.resilience.max_retries, 0);
     }
 }
