@@ -67,5 +67,8 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "fuzz smoke (cargo-fuzz, 30 s per target over the committed corpus)"
+bash scripts/fuzz_smoke.sh 30
+
 step "cargo test"
 cargo test --workspace --no-fail-fast

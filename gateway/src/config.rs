@@ -104,7 +104,86 @@ pub struct GatewayConfig {
     pub session_store: Option<crate::sessions::SessionStoreConfig>,
 }
 
+/// Smallest accepted `max_body_len`: the gateway's own answers (ERROR
+/// frames, refusals, login responses) must fit in a frame.
+pub const MIN_MAX_BODY_LEN: usize = 1024;
+/// Largest accepted `max_body_len` (16 MiB): every connection may have to
+/// buffer one frame of this size.
+pub const MAX_MAX_BODY_LEN: usize = 16 * 1024 * 1024;
+/// Largest accepted `max_connections`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 10_000_000;
+/// Largest accepted `max_in_flight_per_connection`.
+pub const MAX_IN_FLIGHT_PER_CONNECTION_LIMIT: usize = 1 << 20;
+/// Largest accepted `correlation_capacity`.
+pub const MAX_CORRELATION_CAPACITY: usize = 100_000_000;
+
+/// A [`GatewayConfig`] the gateway cannot run with.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidConfig {
+    /// A gateway limit is out of range.
+    #[error("invalid gateway setting {key}: {reason}")]
+    Gateway {
+        /// The setting (config-file key or flag name).
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A resilience policy is out of range.
+    #[error(transparent)]
+    Resilience(#[from] crate::resilience::ConfigError),
+}
+
 impl GatewayConfig {
+    /// Checks every value the gateway cannot work with, before anything is
+    /// built from it.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        fn bad(key: &'static str, reason: impl Into<String>) -> Result<(), InvalidConfig> {
+            Err(InvalidConfig::Gateway {
+                key,
+                reason: reason.into(),
+            })
+        }
+        if self.jwt_secret.is_empty() {
+            return bad("jwt_secret", "must not be empty");
+        }
+        // Each limit sizes a semaphore, a channel or a buffer: tokio refuses
+        // (panics on) semaphores above `Semaphore::MAX_PERMITS`, and a buffer
+        // limit beyond a frame's u32 length field is meaningless.
+        let ranges: [(&'static str, usize, usize, usize); 4] = [
+            (
+                "max_connections",
+                self.max_connections,
+                1,
+                MAX_CONNECTIONS_LIMIT,
+            ),
+            (
+                "max_in_flight_per_connection",
+                self.max_in_flight_per_connection,
+                1,
+                MAX_IN_FLIGHT_PER_CONNECTION_LIMIT,
+            ),
+            (
+                "max_body_len",
+                self.max_body_len,
+                MIN_MAX_BODY_LEN,
+                MAX_MAX_BODY_LEN,
+            ),
+            (
+                "correlation_capacity",
+                self.correlation_capacity,
+                1,
+                MAX_CORRELATION_CAPACITY,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return bad(key, format!("{value} is outside {min}..={max}"));
+            }
+        }
+        self.resilience.validate()?;
+        Ok(())
+    }
+
     /// Defaults, with the given backends and JWT secret.
     pub fn new(backends: Vec<String>, jwt_secret: impl Into<Vec<u8>>) -> GatewayConfig {
         GatewayConfig {
@@ -214,6 +293,51 @@ mod tests {
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.drain_timeout, Duration::from_secs(5));
         assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        GatewayConfig::new(vec!["http://b:1".into()], b"s".to_vec())
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn out_of_range_limits_are_refused_before_anything_is_built() {
+        type Mutate = fn(&mut GatewayConfig);
+        let cases: &[(&str, Mutate)] = &[
+            ("jwt_secret", |c| c.jwt_secret.clear()),
+            ("max_connections", |c| c.max_connections = 0),
+            // fuzz/regressions/config_file: tokio's Semaphore panics above
+            // MAX_PERMITS; this value used to panic the accept loop.
+            ("max_connections", |c| c.max_connections = i64::MAX as usize),
+            ("max_in_flight_per_connection", |c| {
+                c.max_in_flight_per_connection = 0
+            }),
+            // Used to panic every connection task (permits and writer channel).
+            ("max_in_flight_per_connection", |c| {
+                c.max_in_flight_per_connection = i64::MAX as usize
+            }),
+            ("max_body_len", |c| c.max_body_len = MIN_MAX_BODY_LEN - 1),
+            ("max_body_len", |c| c.max_body_len = MAX_MAX_BODY_LEN + 1),
+            ("correlation_capacity", |c| c.correlation_capacity = 0),
+        ];
+        for (key, mutate) in cases {
+            let mut c = GatewayConfig::new(vec!["http://b:1".into()], b"s".to_vec());
+            mutate(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        let mut c = GatewayConfig::new(vec!["http://b:1".into()], b"s".to_vec());
+        c.max_body_len = MIN_MAX_BODY_LEN;
+        c.max_connections = MAX_CONNECTIONS_LIMIT;
+        c.max_in_flight_per_connection = MAX_IN_FLIGHT_PER_CONNECTION_LIMIT;
+        c.validate().unwrap();
+        c.resilience.breaker_window = 0;
+        assert!(matches!(
+            c.validate().unwrap_err(),
+            InvalidConfig::Resilience(_)
+        ));
     }
 
     #[test]

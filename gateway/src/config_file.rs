@@ -18,9 +18,11 @@
 //! (listener, TLS, limits) take effect at the next start.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::GatewayConfig;
 use crate::resilience::ResilienceConfig;
 
 /// The config file could not be used.
@@ -96,12 +98,45 @@ impl GatewayFile {
         })?;
         GatewayFile::parse(&text, &name)
     }
+
+    /// Sets every value the file gives in `config` (command-line flags are
+    /// applied afterwards and win). `listen` is the caller's (a string until
+    /// bound), and so are `tls_cert`/`tls_key` (files to load).
+    pub fn apply_to(&self, config: &mut GatewayConfig) {
+        if !self.backends.is_empty() {
+            config.backends = self.backends.clone();
+        }
+        if let Some(ms) = self.request_timeout_ms {
+            config.request_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.max_in_flight_per_connection {
+            config.max_in_flight_per_connection = n;
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections = n;
+        }
+        if let Some(n) = self.max_failed_logins {
+            config.max_failed_logins = n;
+        }
+        if let Some(n) = self.login_failures_per_source {
+            config.login_failures_per_source = n;
+        }
+        if let Some(s) = self.login_failure_window_secs {
+            config.login_failure_window = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_login_sources {
+            config.max_login_sources = n;
+        }
+        if let Some(ms) = self.tls_handshake_timeout_ms {
+            config.tls_handshake_timeout = Duration::from_millis(ms);
+        }
+        config.resilience = self.resilience.clone();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn parses_backends_and_nested_resilience() {
@@ -135,5 +170,31 @@ breaker_delay_ms = 1000
         let e = GatewayFile::parse("backend = []", "t.toml").unwrap_err();
         assert!(e.to_string().contains("t.toml"));
         assert!(GatewayFile::load(Path::new("/nonexistent/gw.toml")).is_err());
+    }
+
+    #[test]
+    fn apply_to_sets_only_what_the_file_gives() {
+        let mut config = GatewayConfig::new(vec!["http://a:1".into()], b"s".to_vec());
+        GatewayFile::default().apply_to(&mut config);
+        assert_eq!(config.backends, vec!["http://a:1".to_owned()]);
+        assert_eq!(
+            config.max_connections,
+            GatewayConfig::default().max_connections
+        );
+        let f = GatewayFile::parse(
+            "backends = [\"http://b:2\"]\nrequest_timeout_ms = 80\nmax_connections = 7\n\
+             max_in_flight_per_connection = 3\nmax_failed_logins = 2\n\
+             login_failure_window_secs = 9\n[resilience]\nmax_retries = 0\n",
+            "t.toml",
+        )
+        .unwrap();
+        f.apply_to(&mut config);
+        assert_eq!(config.backends, vec!["http://b:2".to_owned()]);
+        assert_eq!(config.request_timeout, Duration::from_millis(80));
+        assert_eq!(config.max_connections, 7);
+        assert_eq!(config.max_in_flight_per_connection, 3);
+        assert_eq!(config.max_failed_logins, 2);
+        assert_eq!(config.login_failure_window, Duration::from_secs(9));
+        assert_eq!(config.resilience.max_retries, 0);
     }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use hts_proto::v1::{Code, Heartbeat, LoginRequest, LoginResponse};
+use hts_proto::v1::{Code, LoginRequest, LoginResponse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -45,6 +45,9 @@ use crate::correlation::{CorrelationTable, Pending};
 use crate::dispatch::BackendRequest;
 use crate::frame::{Frame, MsgType, FLAG_RESPONSE};
 use crate::login_throttle::LoginThrottle;
+use crate::request::{
+    account_matches, admit, decode_request, verify_login_token, ClientRequest, LoginRefusal,
+};
 use crate::resilience::Router;
 use crate::sessions::Resolved;
 use crate::stats::GatewayStats;
@@ -366,42 +369,17 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             },
         };
         let corr = frame.correlation_id;
-        match frame.kind() {
-            Some(MsgType::Login) => self.login(frame, permit).await,
-            Some(MsgType::Heartbeat) => match frame.decode_body::<Heartbeat>() {
-                Ok(_) => {
-                    let echo = Frame {
-                        flags: FLAG_RESPONSE,
-                        ..frame
-                    };
-                    self.send(Outbound::reply(echo, permit)).await
-                }
-                Err(e) => {
-                    self.invalid(corr, format!("body is not a Heartbeat: {e}"), permit)
-                        .await
-                }
-            },
-            Some(t @ (MsgType::PlaceOrder | MsgType::CancelOrder | MsgType::QueryOrder)) => {
-                match BackendRequest::decode(t, frame.body) {
-                    Ok(Some(req)) => self.backend_request(corr, req, permit).await,
-                    Ok(None) => {
-                        self.invalid(
-                            corr,
-                            format!("msg_type {} is not a request", t.as_u16()),
-                            permit,
-                        )
-                        .await
-                    }
-                    Err(e) => {
-                        self.invalid(corr, format!("body is not a {t:?} request: {e}"), permit)
-                            .await
-                    }
-                }
+        match decode_request(frame.msg_type, frame.body.clone()) {
+            Ok(ClientRequest::Login(req)) => self.login(corr, req, permit).await,
+            Ok(ClientRequest::Heartbeat(_)) => {
+                let echo = Frame {
+                    flags: FLAG_RESPONSE,
+                    ..frame
+                };
+                self.send(Outbound::reply(echo, permit)).await
             }
-            Some(MsgType::Error) | None => {
-                let msg = format!("unknown msg_type {}", frame.msg_type);
-                self.invalid(corr, msg, permit).await
-            }
+            Ok(ClientRequest::Backend(req)) => self.backend_request(corr, req, permit).await,
+            Err(e) => self.invalid(corr, e.to_string(), permit).await,
         }
     }
 
@@ -434,37 +412,23 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 }
             };
         }
-        let claims = self
-            .shared
-            .auth
-            .verify_claims(&req.token)
-            .map_err(|e| format!("login refused: {e}"))?;
+        let claims =
+            verify_login_token(&self.shared.auth, &req.token).map_err(|e| e.to_string())?;
         let session_id = uuid::Uuid::new_v4().to_string();
-        if req.account_id.is_empty() || req.account_id == claims.account {
+        if account_matches(&req.account_id, &claims.account) {
             self.shared.sessions.register(&session_id, &claims);
         }
         Ok((claims, session_id))
     }
 
-    async fn login(&mut self, frame: Frame, permit: OwnedSemaphorePermit) -> Flow {
-        let corr = frame.correlation_id;
-        let req: LoginRequest = match frame.decode_body() {
-            Ok(r) => r,
-            Err(e) => {
-                return self
-                    .invalid(corr, format!("body is not a LoginRequest: {e}"), permit)
-                    .await
-            }
-        };
+    async fn login(&mut self, corr: u64, req: LoginRequest, permit: OwnedSemaphorePermit) -> Flow {
         if let Some(throttle) = &self.shared.login_throttle {
             if let Err(wait) = throttle.check(self.peer.ip(), std::time::Instant::now()) {
                 return self.login_throttled(corr, wait, permit).await;
             }
         }
         let refusal = match self.authenticate(&req).await {
-            Ok((claims, session_id))
-                if req.account_id.is_empty() || req.account_id == claims.account =>
-            {
+            Ok((claims, session_id)) if account_matches(&req.account_id, &claims.account) => {
                 let session = Session {
                     account: Arc::from(claims.account.as_str()),
                     session_id,
@@ -482,7 +446,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 let frame = Frame::response(MsgType::Login, corr, &resp);
                 return self.send(Outbound::reply(frame, permit)).await;
             }
-            Ok(_) => "account_id does not match the token or session".to_owned(),
+            Ok(_) => LoginRefusal::AccountMismatch.to_string(),
             Err(refusal) => refusal,
         };
         // A failed login never touches an existing session.
@@ -550,18 +514,14 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         req: BackendRequest,
         permit: OwnedSemaphorePermit,
     ) -> Flow {
-        let Some(session) = &self.session else {
-            return self
-                .refuse(corr, &req, Code::Unauthenticated, "log in first", permit)
-                .await;
-        };
-        let account = session.account.clone();
-        if let BackendRequest::Place(p) = &req {
-            if !p.account_id.is_empty() && *p.account_id != *account {
-                let msg = "account_id differs from the session's account";
-                return self.refuse(corr, &req, Code::Forbidden, msg, permit).await;
+        let account = match admit(self.session.as_ref().map(|s| &s.account), &req) {
+            Ok(account) => account.clone(),
+            Err(refused) => {
+                return self
+                    .refuse(corr, &req, refused.code, refused.message, permit)
+                    .await
             }
-        }
+        };
         let deadline = Instant::now() + self.shared.config.request_timeout;
         let pending = Pending {
             conn_id: self.id,

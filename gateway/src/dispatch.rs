@@ -12,16 +12,29 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hts_proto::v1::order_service_client::OrderServiceClient;
 use hts_proto::v1::{
     CancelOrderCall, CancelOrderRequest, CancelOrderResponse, Code, PlaceOrderCall,
     PlaceOrderRequest, PlaceOrderResponse, QueryOrderCall, QueryOrderRequest, QueryOrderResponse,
 };
-use prost::Message;
 use tonic::transport::Channel;
 
 use crate::frame::{Frame, MsgType};
+
+/// Longest `request_id` or `order_id` the gateway forwards and echoes.
+/// request_ids are 1-64 characters (docs/protocol.md); order ids are the
+/// order service's 36-character UUIDs. Echoing a longer, client-chosen id
+/// could make an answer larger than the frame limit.
+pub const MAX_ID_LEN: usize = 64;
+
+/// `id` if it is short enough to echo, else empty.
+fn echo(id: &str) -> String {
+    if id.len() <= MAX_ID_LEN {
+        id.to_owned()
+    } else {
+        String::new()
+    }
+}
 
 /// A decoded request that needs an order-service backend.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,20 +48,6 @@ pub enum BackendRequest {
 }
 
 impl BackendRequest {
-    /// Decodes `body` as the request of `msg_type`. Returns `Ok(None)` when
-    /// `msg_type` is not a backend request type.
-    pub fn decode(
-        msg_type: MsgType,
-        body: Bytes,
-    ) -> Result<Option<BackendRequest>, prost::DecodeError> {
-        Ok(Some(match msg_type {
-            MsgType::PlaceOrder => BackendRequest::Place(PlaceOrderRequest::decode(body)?),
-            MsgType::CancelOrder => BackendRequest::Cancel(CancelOrderRequest::decode(body)?),
-            MsgType::QueryOrder => BackendRequest::Query(QueryOrderRequest::decode(body)?),
-            _ => return Ok(None),
-        }))
-    }
-
     /// The idempotency key, when the request carries one (Place, Cancel):
     /// such a request may be retried or hedged, the backend deduplicates it.
     pub fn request_id(&self) -> Option<&str> {
@@ -58,6 +57,24 @@ impl BackendRequest {
             BackendRequest::Query(_) => return None,
         };
         (!id.is_empty()).then_some(id.as_str())
+    }
+
+    /// Checks the ids the request carries are at most [`MAX_ID_LEN`]
+    /// bytes, so that the backend's answer, which echoes them, fits in a
+    /// frame. Shorter malformed ids are the order service's to refuse.
+    pub fn check_id_lengths(&self) -> Result<(), &'static str> {
+        let (request_id, order_id) = match self {
+            BackendRequest::Place(r) => (r.request_id.as_str(), ""),
+            BackendRequest::Cancel(r) => (r.request_id.as_str(), r.order_id.as_str()),
+            BackendRequest::Query(r) => ("", r.order_id.as_str()),
+        };
+        if request_id.len() > MAX_ID_LEN {
+            return Err("request_id must be 1-64 characters");
+        }
+        if order_id.len() > MAX_ID_LEN {
+            return Err("order_id must be at most 64 bytes");
+        }
+        Ok(())
     }
 
     /// The request's message type.
@@ -70,20 +87,21 @@ impl BackendRequest {
     }
 
     /// The typed response refusing this request with `code`. PlaceOrder
-    /// responses echo the request_id, CancelOrder ones the order_id.
+    /// responses echo the request_id, CancelOrder ones the order_id, unless
+    /// it is longer than [`MAX_ID_LEN`].
     pub fn failure(&self, code: Code, message: impl Into<String>) -> BackendReply {
         let message = message.into();
         match self {
             BackendRequest::Place(r) => BackendReply::Place(PlaceOrderResponse {
                 code: code as i32,
                 message,
-                request_id: r.request_id.clone(),
+                request_id: echo(&r.request_id),
                 ..Default::default()
             }),
             BackendRequest::Cancel(r) => BackendReply::Cancel(CancelOrderResponse {
                 code: code as i32,
                 message,
-                order_id: r.order_id.clone(),
+                order_id: echo(&r.order_id),
                 ..Default::default()
             }),
             BackendRequest::Query(_) => BackendReply::Query(QueryOrderResponse {
@@ -294,6 +312,48 @@ mod tests {
     }
 
     #[test]
+    fn oversized_ids_are_refused_and_never_echoed() {
+        // fuzz/regressions/protobuf_handlers: a 1,100-byte request_id made
+        // the UNAUTHENTICATED answer larger than the request's frame limit.
+        let long = "r".repeat(MAX_ID_LEN + 1);
+        let place = BackendRequest::Place(PlaceOrderRequest {
+            request_id: long.clone(),
+            ..Default::default()
+        });
+        assert_eq!(
+            place.check_id_lengths(),
+            Err("request_id must be 1-64 characters")
+        );
+        match place.failure(Code::Unauthenticated, "log in first") {
+            BackendReply::Place(r) => assert_eq!(r.request_id, ""),
+            other => panic!("unexpected {other:?}"),
+        }
+        let cancel = BackendRequest::Cancel(CancelOrderRequest {
+            request_id: "c".into(),
+            order_id: long.clone(),
+        });
+        assert_eq!(
+            cancel.check_id_lengths(),
+            Err("order_id must be at most 64 bytes")
+        );
+        match cancel.failure(Code::Timeout, "t") {
+            BackendReply::Cancel(r) => assert_eq!(r.order_id, ""),
+            other => panic!("unexpected {other:?}"),
+        }
+        let query = BackendRequest::Query(QueryOrderRequest { order_id: long });
+        assert!(query.check_id_lengths().is_err());
+        let at_limit = BackendRequest::Cancel(CancelOrderRequest {
+            request_id: "c".repeat(MAX_ID_LEN),
+            order_id: "o".repeat(MAX_ID_LEN),
+        });
+        assert_eq!(at_limit.check_id_lengths(), Ok(()));
+        match at_limit.failure(Code::Timeout, "t") {
+            BackendReply::Cancel(r) => assert_eq!(r.order_id.len(), MAX_ID_LEN),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
     fn failure_echoes_ids() {
         let req = BackendRequest::Place(PlaceOrderRequest {
             request_id: "r-1".into(),
@@ -310,23 +370,5 @@ mod tests {
         assert_eq!(frame.msg_type, MsgType::PlaceOrder.as_u16());
         assert!(frame.is_response());
         assert_eq!(frame.correlation_id, 9);
-    }
-
-    #[test]
-    fn decode_by_type() {
-        let body = Bytes::from(
-            QueryOrderRequest {
-                order_id: "o".into(),
-            }
-            .encode_to_vec(),
-        );
-        assert!(matches!(
-            BackendRequest::decode(MsgType::QueryOrder, body.clone()),
-            Ok(Some(BackendRequest::Query(q))) if q.order_id == "o"
-        ));
-        assert_eq!(BackendRequest::decode(MsgType::Login, body).unwrap(), None);
-        assert!(
-            BackendRequest::decode(MsgType::PlaceOrder, Bytes::from_static(&[0xff, 0xff])).is_err()
-        );
     }
 }

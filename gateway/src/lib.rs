@@ -11,6 +11,7 @@
 //! Layout (one job per module):
 //! * [`frame`] / [`codec`]: the wire format and its tokio-util codec;
 //! * [`connection`] (private) / [`writer`]: one client connection's read loop and writer task;
+//! * [`request`]: a frame's body decoded into a request, and the login/account checks (pure);
 //! * [`resilience`]: deadline, retries, hedging, retry budget, circuit
 //!   breakers, bulkheads, rate limit, health, load balancing and the live
 //!   backend set ([`Router`]);
@@ -33,6 +34,7 @@ pub mod correlation;
 pub mod dispatch;
 pub mod frame;
 pub mod login_throttle;
+pub mod request;
 pub mod resilience;
 pub mod routing;
 pub mod server;
@@ -45,7 +47,7 @@ pub mod writer;
 pub use auth::{mint_token, AuthError, JwtAuth, TokenClaims};
 pub use client::{Client, ClientError};
 pub use codec::{FrameCodec, FrameError};
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, InvalidConfig};
 pub use config_file::GatewayFile;
 pub use correlation::CorrelationTable;
 pub use frame::{Frame, MsgType};

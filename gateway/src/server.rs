@@ -66,14 +66,7 @@ impl Gateway {
 
     /// Uses an already bound listener. Must run inside a Tokio runtime.
     pub fn from_listener(listener: TcpListener, config: GatewayConfig) -> anyhow::Result<Gateway> {
-        anyhow::ensure!(
-            !config.jwt_secret.is_empty(),
-            "jwt_secret must not be empty"
-        );
-        anyhow::ensure!(
-            config.max_connections > 0,
-            "max_connections must be positive"
-        );
+        config.validate()?;
         let local_addr = listener
             .local_addr()
             .context("listener has no local address")?;

@@ -4,7 +4,9 @@
 //! [`Outbound`] frames over a bounded channel. It batches whatever is ready
 //! into one flush, bounds every flush by the write timeout (a client that
 //! stops reading is disconnected, it never blocks anyone else) and releases
-//! the request's in-flight permit only once its response is written.
+//! the request's in-flight permit only once its response is written. An
+//! answer too large for the frame limit is replaced by an ERROR frame for
+//! the same request ([`fit`]) instead of failing the connection.
 
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use futures::SinkExt;
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::codec::FramedWrite;
+
+use hts_proto::v1::Code;
 
 use crate::codec::{FrameCodec, FrameError};
 use crate::frame::Frame;
@@ -74,6 +78,30 @@ pub enum WriteError {
     Frame(#[from] FrameError),
 }
 
+/// `frame`, or when its body exceeds `max_body_len` (an answer echoing
+/// oversized client input, or a backend's long message) an INTERNAL ERROR
+/// frame for the same correlation id: the encoder would refuse the frame,
+/// and a failed write ends the connection with every other answer in flight.
+pub fn fit(frame: Frame, max_body_len: usize) -> Frame {
+    if frame.body.len() <= max_body_len {
+        return frame;
+    }
+    tracing::error!(
+        msg_type = frame.msg_type,
+        len = frame.body.len(),
+        max_body_len,
+        "answer exceeds the frame limit; sending an ERROR frame instead"
+    );
+    Frame::error(
+        frame.correlation_id,
+        Code::Internal,
+        format!(
+            "the answer ({} bytes) exceeds the {max_body_len}-byte frame limit",
+            frame.body.len()
+        ),
+    )
+}
+
 /// Writes frames from `rx` to `io` until the channel closes, a frame asks
 /// for the connection to be closed, or writing fails. The write half is shut
 /// down (FIN) on a clean finish.
@@ -89,6 +117,7 @@ where
     // Start with a small buffer: most connections are idle terminals, and a
     // busy one grows it on demand. The back-pressure boundary stays at the
     // usual 8 KiB so batching under load is unchanged.
+    let max_body_len = codec.max_body_len();
     let mut sink = FramedWrite::with_capacity(io, codec, INITIAL_WRITE_BUF);
     sink.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
     let mut permits = Vec::new();
@@ -102,7 +131,7 @@ where
                 n += 1;
                 close |= out.close_after;
                 permits.extend(out.permit);
-                sink.feed(out.frame).await?;
+                sink.feed(fit(out.frame, max_body_len)).await?;
                 if close || n >= MAX_BATCH {
                     break;
                 }
@@ -187,6 +216,48 @@ mod tests {
         tx.send(Outbound::closing(hb(1), None)).await.unwrap();
         task.await.unwrap().unwrap();
         assert!(tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn oversized_answer_becomes_an_error_frame_and_the_connection_lives() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (tx, rx) = mpsc::channel(16);
+        let sem = Arc::new(Semaphore::new(2));
+        let codec = FrameCodec::new(256);
+        let task = tokio::spawn(run_writer(server, codec, rx, Duration::from_secs(5)));
+        let big = Frame {
+            msg_type: 2,
+            flags: 1,
+            correlation_id: 7,
+            body: vec![b'x'; 257].into(),
+        };
+        let p = sem.clone().acquire_owned().await.unwrap();
+        tx.send(Outbound::reply(big, p)).await.unwrap();
+        let p = sem.clone().acquire_owned().await.unwrap();
+        tx.send(Outbound::reply(hb(8), p)).await.unwrap();
+        drop(tx);
+        task.await.unwrap().unwrap();
+        assert_eq!(sem.available_permits(), 2);
+        let mut raw = Vec::new();
+        client.read_to_end(&mut raw).await.unwrap();
+        let mut buf = BytesMut::from(&raw[..]);
+        let mut codec = codec;
+        let first = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(first.msg_type, 255);
+        assert_eq!(first.correlation_id, 7);
+        let e: hts_proto::v1::ErrorResponse = first.decode_body().unwrap();
+        assert_eq!(e.code, Code::Internal as i32);
+        assert!(e.message.contains("257 bytes"), "{}", e.message);
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(hb(8)));
+    }
+
+    #[test]
+    fn fit_keeps_frames_within_the_limit() {
+        let f = hb(3);
+        assert_eq!(fit(f.clone(), f.body.len()), f);
+        let replaced = fit(f.clone(), f.body.len() - 1);
+        assert_eq!(replaced.msg_type, 255);
+        assert_eq!(replaced.correlation_id, 3);
     }
 
     #[tokio::test]

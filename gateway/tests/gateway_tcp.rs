@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use hts_gateway::frame::{Frame, MsgType, FLAG_RESPONSE, HEADER_LEN};
-use hts_gateway::{mint_token, Client, ClientError};
+use hts_gateway::{mint_token, Client, ClientError, Gateway, GatewayConfig};
 use hts_proto::v1::{
-    CancelOrderRequest, Code, ErrorResponse, Heartbeat, PlaceOrderResponse, QueryOrderRequest,
+    CancelOrderRequest, CancelOrderResponse, Code, ErrorResponse, Heartbeat, PlaceOrderRequest,
+    PlaceOrderResponse, QueryOrderRequest,
 };
 use prost::Message;
 use support::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 // ------------------------------------------------------------------ tests
 
@@ -489,4 +490,85 @@ async fn graceful_shutdown_answers_in_flight_requests() {
         within(client.heartbeat()).await,
         Err(ClientError::Closed)
     ));
+}
+
+/// A PLACE whose request_id fills the whole frame (max_body_len): echoing
+/// it in the answer used to exceed the frame limit, the writer failed and
+/// the connection closed with every other answer lost
+/// (fuzz/regressions/protobuf_handlers).
+fn place_with_huge_request_id(max_body_len: usize) -> PlaceOrderRequest {
+    // Field tag (1 byte) and a 3-byte length: the body is exactly the limit.
+    let req = PlaceOrderRequest {
+        request_id: "r".repeat(max_body_len - 4),
+        ..Default::default()
+    };
+    assert_eq!(req.encoded_len(), max_body_len);
+    req
+}
+
+#[tokio::test]
+async fn ids_too_long_to_echo_are_refused_and_the_connection_survives() {
+    let gw = default_gateway().await;
+    let max = GatewayConfig::default().max_body_len;
+    let mut raw = Raw::connect(gw.addr).await;
+    // Before login: UNAUTHENTICATED, typed, without the echo.
+    let huge = place_with_huge_request_id(max);
+    raw.send(Frame::request(MsgType::PlaceOrder, 20, &huge))
+        .await;
+    let f = raw
+        .recv()
+        .await
+        .expect("an answer, not a closed connection");
+    assert_eq!((f.msg_type, f.correlation_id), (2, 20));
+    let p: PlaceOrderResponse = f.decode_body().unwrap();
+    assert_eq!(p.code, Code::Unauthenticated as i32);
+    assert_eq!(p.request_id, "");
+
+    raw.login().await;
+    raw.send(Frame::request(MsgType::PlaceOrder, 21, &huge))
+        .await;
+    let p: PlaceOrderResponse = raw.recv().await.unwrap().decode_body().unwrap();
+    assert_eq!(p.code, Code::InvalidRequest as i32);
+    assert!(p.message.contains("request_id"), "{}", p.message);
+    assert_eq!(p.request_id, "");
+    let cancel = CancelOrderRequest {
+        request_id: "c".into(),
+        order_id: "o".repeat(65),
+    };
+    raw.send(Frame::request(MsgType::CancelOrder, 22, &cancel))
+        .await;
+    let c: CancelOrderResponse = raw.recv().await.unwrap().decode_body().unwrap();
+    assert_eq!(c.code, Code::InvalidRequest as i32);
+    assert_eq!(c.order_id, "");
+    // 64 bytes still go through and are echoed.
+    let at_limit = place(&"r".repeat(64), "005930");
+    raw.send(Frame::request(MsgType::PlaceOrder, 23, &at_limit))
+        .await;
+    let p: PlaceOrderResponse = raw.recv().await.unwrap().decode_body().unwrap();
+    assert_eq!(p.code, Code::Ok as i32);
+    assert_eq!(p.request_id.len(), 64);
+    assert_eq!(gw.stats.responses_with_code(Code::InvalidRequest), 2);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn limits_a_connection_cannot_be_built_with_are_refused_at_start() {
+    // fuzz/regressions/config_file: these values made tokio's Semaphore
+    // panic in the accept loop or in every connection task.
+    for (key, mutate) in [
+        (
+            "max_connections",
+            (|c: &mut GatewayConfig| c.max_connections = i64::MAX as usize) as fn(&mut _),
+        ),
+        ("max_in_flight_per_connection", |c| {
+            c.max_in_flight_per_connection = i64::MAX as usize
+        }),
+        ("max_body_len", |c| c.max_body_len = 16),
+    ] {
+        let mut c = config(dead_backend().await);
+        mutate(&mut c);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = Gateway::from_listener(listener, c).unwrap_err();
+        assert!(err.to_string().contains(key), "{key}: {err:#}");
+    }
 }

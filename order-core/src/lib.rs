@@ -12,21 +12,37 @@
 //! * [`echo`] — [`serve_echo`], a no-work order service for benchmarks.
 //! * [`cache`] — the optional Redis cache of order summaries.
 //! * [`admin`] — the admin HTTP surface: probes and Prometheus metrics.
+//!
+//! Everything but [`domain`] is the `service` feature (on by default);
+//! `default-features = false` builds the pure domain rules alone.
 #![deny(missing_docs)]
 
+#[cfg(feature = "service")]
 pub mod admin;
+#[cfg(feature = "service")]
 pub mod cache;
+#[cfg(feature = "service")]
 pub mod config;
 pub mod domain;
+#[cfg(feature = "service")]
 pub mod echo;
+#[cfg(feature = "service")]
 pub mod fault;
+#[cfg(feature = "service")]
 pub mod outbox;
+#[cfg(feature = "service")]
 pub mod server;
+#[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
 pub mod store;
 
+#[cfg(feature = "service")]
 pub use config::OrderServiceConfig;
+#[cfg(feature = "service")]
 pub use echo::serve_echo;
+#[cfg(feature = "service")]
 pub use server::{serve, serve_with_admin, serve_with_faults};
 
+#[cfg(feature = "service")]
 pub use store::{open_store, OrderStore, StoreError, StoreOptions};

@@ -264,12 +264,13 @@ impl GatewayArgs {
     /// The gateway configuration the file and flags describe.
     pub fn config(&self, file: &GatewayFile, jwt_secret: Vec<u8>) -> GatewayConfig {
         let mut config = GatewayConfig {
-            backends: self.backends(file),
             jwt_secret,
-            resilience: self.resilience.apply(file.resilience.clone()),
             ..GatewayConfig::default()
         };
-        if let Some(ms) = self.request_timeout_ms.or(file.request_timeout_ms) {
+        file.apply_to(&mut config);
+        config.backends = self.backends(file);
+        config.resilience = self.resilience.apply(file.resilience.clone());
+        if let Some(ms) = self.request_timeout_ms {
             config.request_timeout = Duration::from_millis(ms);
         }
         if let Some(n) = self.listen_backlog {
@@ -284,13 +285,10 @@ impl GatewayArgs {
         if let Some(s) = self.idle_timeout_secs {
             config.idle_timeout = Duration::from_secs(s);
         }
-        if let Some(n) = self.max_connections.or(file.max_connections) {
+        if let Some(n) = self.max_connections {
             config.max_connections = n;
         }
-        if let Some(n) = self
-            .max_in_flight_per_connection
-            .or(file.max_in_flight_per_connection)
-        {
+        if let Some(n) = self.max_in_flight_per_connection {
             config.max_in_flight_per_connection = n;
         }
         config.session_store =
@@ -303,28 +301,19 @@ impl GatewayArgs {
         if let Some(s) = self.login_timeout_secs {
             config.login_timeout = Duration::from_secs(s);
         }
-        if let Some(n) = self.max_failed_logins.or(file.max_failed_logins) {
+        if let Some(n) = self.max_failed_logins {
             config.max_failed_logins = n;
         }
-        if let Some(n) = self
-            .login_failures_per_source
-            .or(file.login_failures_per_source)
-        {
+        if let Some(n) = self.login_failures_per_source {
             config.login_failures_per_source = n;
         }
-        if let Some(s) = self
-            .login_failure_window_secs
-            .or(file.login_failure_window_secs)
-        {
+        if let Some(s) = self.login_failure_window_secs {
             config.login_failure_window = Duration::from_secs(s);
         }
-        if let Some(n) = self.max_login_sources.or(file.max_login_sources) {
+        if let Some(n) = self.max_login_sources {
             config.max_login_sources = n;
         }
-        if let Some(ms) = self
-            .tls_handshake_timeout_ms
-            .or(file.tls_handshake_timeout_ms)
-        {
+        if let Some(ms) = self.tls_handshake_timeout_ms {
             config.tls_handshake_timeout = Duration::from_millis(ms);
         }
         config
