@@ -11,29 +11,11 @@ mod resilience_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use admin_support::get;
+use admin_support::{get, series};
 use hts_proto::v1::Code;
-use resilience_support::{login, orders_per_request_id, place_once, strings, Service};
-
-fn account_service(dir: &std::path::Path, listen: &str) -> Service {
-    Service::spawn(&strings(&[
-        "account-service",
-        "--listen",
-        listen,
-        "--store",
-        &format!("sqlite:{}", dir.join("accounts.db").display()),
-        "--seed-demo",
-    ]))
-}
-
-/// The value of an unlabelled or fully labelled series in a scrape.
-fn series(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use resilience_support::{
+    account_service, login, orders_per_request_id, place_once, strings, Service,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_while_the_account_service_is_down_and_closes_after() {

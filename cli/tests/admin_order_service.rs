@@ -9,18 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use admin_support::{get, wait_for};
-use resilience_support::{strings, Service};
-
-fn account_service(dir: &std::path::Path, listen: &str) -> Service {
-    Service::spawn(&strings(&[
-        "account-service",
-        "--listen",
-        listen,
-        "--store",
-        &format!("sqlite:{}", dir.join("accounts.db").display()),
-        "--seed-demo",
-    ]))
-}
+use resilience_support::{account_service, strings, Service};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_account_service() {

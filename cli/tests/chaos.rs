@@ -23,6 +23,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use admin_support::series;
 use chaos_support::block_on;
 use chaos_support::flags::Flags;
 use chaos_support::load::{Attempt, Load, LoadConfig, LoadResult, Outcome};
@@ -139,15 +140,6 @@ fn longest_gap_without_ok(load: &LoadResult, from: Instant, to: Instant) -> Dura
         .map(|w| w[1] - w[0])
         .max()
         .unwrap_or_default()
-}
-
-/// The value of an unlabelled (or fully labelled) series in a Prometheus scrape.
-fn series(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// An order service's `/metrics` scrape (empty when it does not answer).

@@ -127,3 +127,12 @@ pub fn backends(addr: SocketAddr) -> Vec<serde_json::Value> {
 pub fn backend(addr: SocketAddr, url: &str) -> Option<serde_json::Value> {
     backends(addr).into_iter().find(|b| b["url"] == url)
 }
+
+/// The value of an unlabelled (or fully labelled) series in a Prometheus scrape.
+pub fn series(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

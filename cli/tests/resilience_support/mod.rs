@@ -380,3 +380,16 @@ pub fn assert_exactly_once(cluster: &Cluster, account: &str, expected: &[String]
         "one reservation per order"
     );
 }
+
+/// A seeded account service on SQLite in `dir`, listening on `listen`
+/// (`127.0.0.1:0`, or a fixed address to come back on after a kill).
+pub fn account_service(dir: &std::path::Path, listen: &str) -> Service {
+    Service::spawn(&strings(&[
+        "account-service",
+        "--listen",
+        listen,
+        "--store",
+        &format!("sqlite:{}", dir.join("accounts.db").display()),
+        "--seed-demo",
+    ]))
+}
