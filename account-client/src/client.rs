@@ -61,21 +61,6 @@ impl AccountClient {
         self.breaker.state(Instant::now())
     }
 
-    /// Fails with [`AccountError::CircuitOpen`] (counted like a refused
-    /// call) when the breaker would refuse a call now; lets a caller skip
-    /// work that is useless without the Account service.
-    pub fn check_breaker(&self) -> Result<(), AccountError> {
-        if self
-            .breaker
-            .would_admit(&self.config.breaker, Instant::now())
-        {
-            return Ok(());
-        }
-        metrics::counter!(ERRORS_METRIC, "kind" => "circuit_open").increment(1);
-        self.export_breaker_state();
-        Err(AccountError::CircuitOpen)
-    }
-
     /// The breaker's state and window counts now.
     pub fn breaker_counts(&self) -> BreakerCounts {
         self.breaker.counts(Instant::now())
@@ -267,10 +252,6 @@ mod tests {
             assert!(matches!(err, AccountError::Unavailable(_)), "{err:?}");
         }
         assert_eq!(client.breaker_state(), BreakerState::Open);
-        assert!(matches!(
-            client.check_breaker(),
-            Err(AccountError::CircuitOpen)
-        ));
         // Clones share the breaker: refused without touching the network.
         let clone = client.clone();
         let err = clone.release("r", "a").await.unwrap_err();
@@ -279,7 +260,6 @@ mod tests {
         // breaker opens again.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(client.breaker_state(), BreakerState::HalfOpen);
-        assert!(client.check_breaker().is_ok(), "a probe may go out");
         let err = client.get_account("a").await.unwrap_err();
         assert!(matches!(err, AccountError::Unavailable(_)), "{err:?}");
         assert_eq!(client.breaker_state(), BreakerState::Open);

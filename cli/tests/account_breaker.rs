@@ -94,32 +94,6 @@ async fn breaker_opens_while_the_account_service_is_down_and_closes_after() {
         "breaker refused {open_refusals}\n{m}"
     );
 
-    // Straight at the order service: the refusal tells the gateway its cause
-    // is shared by every backend, so it is not retried elsewhere.
-    let mut direct = hts_proto::v1::order_service_client::OrderServiceClient::connect(orders.url())
-        .await
-        .unwrap();
-    let refused_direct = direct
-        .place_order(hts_proto::v1::PlaceOrderCall {
-            account_id: "ACC-0701".into(),
-            request: Some(resilience_support::order("down-direct")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        refused_direct.get_ref().code,
-        Code::ServiceUnavailable as i32
-    );
-    assert!(
-        refused_direct
-            .metadata()
-            .contains_key(hts_proto::SHARED_DEPENDENCY_DOWN_HEADER),
-        "{:?}",
-        refused_direct.metadata()
-    );
-    refused.push("down-direct".into());
-
     // Back on the same address: after the open period a probe succeeds and
     // the same request ids go through.
     let _accounts = account_service(dir.path(), &account_addr.to_string());

@@ -255,7 +255,7 @@ fn account_service_down(report: &mut ScenarioReport) {
             .saturating_sub(before[key].as_u64().unwrap_or(0))
     };
     report.measure(
-        "gateway retries / requests during the outage (refusals marked shared-dependency-down by an order service are not retried)",
+        "gateway retries / requests during the outage (a refusal retried on the other order service waits 10 ms backoff + a second call)",
         format!("{} / {}", delta("retries"), delta("requests")),
     );
     let while_open = open_at.map(rejected).unwrap_or_default();

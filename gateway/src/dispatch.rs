@@ -190,27 +190,6 @@ fn has_source<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
     false
 }
 
-/// A backend's answer and whether the backend marked it with
-/// [`hts_proto::SHARED_DEPENDENCY_DOWN_HEADER`] (a refusal every backend
-/// would give: retrying it elsewhere only adds latency and load).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackendAnswer {
-    /// The answer.
-    pub reply: BackendReply,
-    /// The refusal's cause is shared by every backend: do not retry it.
-    pub shared_dependency_down: bool,
-}
-
-fn answer<T>(response: tonic::Response<T>, wrap: impl FnOnce(T) -> BackendReply) -> BackendAnswer {
-    let shared_dependency_down = response
-        .metadata()
-        .contains_key(hts_proto::SHARED_DEPENDENCY_DOWN_HEADER);
-    BackendAnswer {
-        reply: wrap(response.into_inner()),
-        shared_dependency_down,
-    }
-}
-
 /// Sends `request` for `account` to one backend with `timeout` as the gRPC
 /// timeout. One attempt: retries, hedges and the overall deadline are the
 /// caller's ([`crate::resilience::Router`]).
@@ -220,7 +199,7 @@ pub async fn send(
     request: &BackendRequest,
     correlation_id: u64,
     timeout: Duration,
-) -> Result<BackendAnswer, tonic::Status> {
+) -> Result<BackendReply, tonic::Status> {
     let account_id = account.to_owned();
     match request.clone() {
         BackendRequest::Place(r) => {
@@ -231,12 +210,11 @@ pub async fn send(
                 correlation_id,
             });
             req.set_timeout(timeout);
-            Ok(answer(client.place_order(req).await?, |mut resp| {
-                if resp.request_id.is_empty() {
-                    resp.request_id = request_id;
-                }
-                BackendReply::Place(resp)
-            }))
+            let mut resp = client.place_order(req).await?.into_inner();
+            if resp.request_id.is_empty() {
+                resp.request_id = request_id;
+            }
+            Ok(BackendReply::Place(resp))
         }
         BackendRequest::Cancel(r) => {
             let mut req = tonic::Request::new(CancelOrderCall {
@@ -245,9 +223,8 @@ pub async fn send(
                 correlation_id,
             });
             req.set_timeout(timeout);
-            Ok(answer(
-                client.cancel_order(req).await?,
-                BackendReply::Cancel,
+            Ok(BackendReply::Cancel(
+                client.cancel_order(req).await?.into_inner(),
             ))
         }
         BackendRequest::Query(r) => {
@@ -257,7 +234,9 @@ pub async fn send(
                 correlation_id,
             });
             req.set_timeout(timeout);
-            Ok(answer(client.query_order(req).await?, BackendReply::Query))
+            Ok(BackendReply::Query(
+                client.query_order(req).await?.into_inner(),
+            ))
         }
     }
 }

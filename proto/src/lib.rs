@@ -15,9 +15,3 @@ pub use v1::*;
 
 /// The asset name the Account service uses for cash.
 pub const CASH_ASSET: &str = "CASH";
-
-/// gRPC response header of the OrderService: set on a SERVICE_UNAVAILABLE
-/// answer whose cause every order service shares (its circuit breaker in
-/// front of the Account service is open), so the gateway answers the client
-/// at once instead of retrying the refusal on another backend.
-pub const SHARED_DEPENDENCY_DOWN_HEADER: &str = "hts-shared-dependency-down";

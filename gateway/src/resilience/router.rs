@@ -423,13 +423,9 @@ impl Router {
         let elapsed = started.elapsed();
         let idempotent = request.request_id().is_some();
         let (result, verdict) = match outcome {
-            Ok(Ok(answer)) => {
-                let reply = answer.reply;
-                let verdict = if reply.code() == Code::ServiceUnavailable as i32
-                    && !answer.shared_dependency_down
-                {
-                    // The backend is overloaded or its own dependency is
-                    // down: another backend may do better.
+            Ok(Ok(reply)) => {
+                let verdict = if reply.code() == Code::ServiceUnavailable as i32 {
+                    // The backend is overloaded or its dependency is down.
                     Verdict::Retryable(reply)
                 } else {
                     Verdict::Final(reply)
@@ -494,17 +490,13 @@ mod tests {
     use tonic::{Request, Response, Status};
 
     /// How a fake backend behaves.
-    #[derive(Debug, Clone, Copy, PartialEq)]
+    #[derive(Debug, Clone, Copy)]
     enum Mode {
         Ok,
         Unavailable,
         Internal,
         Reject,
         Slow(u64),
-        /// Answers SERVICE_UNAVAILABLE (its own dependency is down).
-        Refuse,
-        /// Answers SERVICE_UNAVAILABLE marked as a shared dependency down.
-        RefuseShared,
     }
 
     #[derive(Debug)]
@@ -521,7 +513,6 @@ mod tests {
                 Mode::Unavailable => Err(Status::unavailable("down")),
                 Mode::Internal => Err(Status::internal("bug")),
                 Mode::Reject => Ok(Code::InsufficientBalance as i32),
-                Mode::Refuse | Mode::RefuseShared => Ok(Code::ServiceUnavailable as i32),
                 Mode::Slow(ms) => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     Ok(Code::Ok as i32)
@@ -538,18 +529,11 @@ mod tests {
         ) -> Result<Response<PlaceOrderResponse>, Status> {
             let code = self.behave().await?;
             let r = request.into_inner().request.unwrap_or_default();
-            let mut response = Response::new(PlaceOrderResponse {
+            Ok(Response::new(PlaceOrderResponse {
                 code,
                 request_id: r.request_id,
                 ..Default::default()
-            });
-            if self.mode == Mode::RefuseShared {
-                response.metadata_mut().insert(
-                    hts_proto::SHARED_DEPENDENCY_DOWN_HEADER,
-                    tonic::metadata::MetadataValue::from_static("account-service"),
-                );
-            }
-            Ok(response)
+            }))
         }
 
         async fn cancel_order(
@@ -642,20 +626,6 @@ mod tests {
             assert!(c[0].load(Ordering::SeqCst) <= 1);
             assert_eq!(c[1].load(Ordering::SeqCst), 1);
         }
-    }
-
-    #[tokio::test]
-    async fn a_refusal_is_retried_elsewhere_unless_its_cause_is_shared() {
-        // Both backends refuse: an unmarked refusal is retried once...
-        let (r, c) = router(&[Mode::Refuse, Mode::Refuse], no_hedging()).await;
-        let reply = call(&r, place("p-own"), Duration::from_secs(2)).await;
-        assert_eq!(reply.code(), Code::ServiceUnavailable as i32);
-        assert_eq!(total(&c), 2, "first attempt + one retry");
-        // ...a refusal whose cause every backend shares is answered at once.
-        let (r, c) = router(&[Mode::RefuseShared, Mode::RefuseShared], no_hedging()).await;
-        let reply = call(&r, place("p-shared"), Duration::from_secs(2)).await;
-        assert_eq!(reply.code(), Code::ServiceUnavailable as i32);
-        assert_eq!(total(&c), 1, "no retry of a shared-dependency refusal");
     }
 
     #[tokio::test]

@@ -18,9 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use hts_account_client::AccountClient;
-use hts_account_client::BreakerState;
 use hts_proto::v1::order_service_server::OrderService;
-use hts_proto::v1::Code;
 use hts_proto::v1::{
     CancelOrderCall, CancelOrderResponse, PlaceOrderCall, PlaceOrderResponse, QueryOrderCall,
     QueryOrderResponse,
@@ -77,20 +75,7 @@ impl OrderService for OrderGrpc {
         let ctx = Arc::clone(&self.ctx);
         let deadline = deadline::of(&request);
         let call = request.into_inner();
-        let accounts = self.ctx.accounts.clone();
-        let mut response =
-            detached(deadline, async move { place::place(&ctx, call).await }).await?;
-        if response.get_ref().code == Code::ServiceUnavailable as i32
-            && accounts.breaker_state() == BreakerState::Open
-        {
-            // Every order service depends on the Account service: tell the
-            // gateway not to retry this refusal on another backend.
-            response.metadata_mut().insert(
-                hts_proto::SHARED_DEPENDENCY_DOWN_HEADER,
-                tonic::metadata::MetadataValue::from_static("account-service"),
-            );
-        }
-        Ok(response)
+        detached(deadline, async move { place::place(&ctx, call).await }).await
     }
 
     async fn cancel_order(

@@ -17,13 +17,6 @@ pub(crate) async fn place(ctx: &OrderContext, call: PlaceOrderCall) -> PlaceOrde
         Ok(order) => order,
         Err(rejection) => return refusal(&request.request_id, rejection.code, rejection.message),
     };
-    // With the account-client breaker open nothing can be accepted: refuse
-    // before touching the database, so refusals stay cheap during an
-    // Account-service outage. (A replay of a stored order is refused too;
-    // the client's retry after the outage gets the stored answer.)
-    if let Err(e) = ctx.accounts.check_breaker() {
-        return account_unavailable(&order.request_id, &e);
-    }
     let fp = fingerprint(&order);
     match ctx
         .store
