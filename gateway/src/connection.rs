@@ -53,6 +53,9 @@ use crate::sessions::Resolved;
 use crate::stats::GatewayStats;
 use crate::writer::{run_writer, Outbound};
 
+/// Time beyond the request deadline a draining connection waits for the
+/// TIMEOUT answer of a request forwarded just before shutdown to be written.
+const DRAIN_ANSWER_MARGIN: Duration = Duration::from_secs(1);
 /// Writer channel slots beyond the in-flight permits (closing frames).
 const OUTBOUND_SLACK: usize = 8;
 /// Frame bytes one in-flight slot covers.
@@ -337,12 +340,20 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
-    /// Waits (bounded by `drain_timeout`) until every in-flight response is written.
+    /// Waits until every in-flight response is written, bounded by
+    /// `drain_timeout` but never shorter than the request deadline (plus a
+    /// margin to write the answer): every request already forwarded gets
+    /// its answer (OK, or TIMEOUT at its deadline) before the connection
+    /// closes, so no order is stored that its client was not told about.
     async fn drain(&mut self, max_in_flight: usize) {
         let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
         let everything = self.in_flight.clone().acquire_many_owned(all);
+        let config = &self.shared.config;
+        let limit = config
+            .drain_timeout
+            .max(config.request_timeout + DRAIN_ANSWER_MARGIN);
         tokio::select! {
-            _ = tokio::time::timeout(self.shared.config.drain_timeout, everything) => {}
+            _ = tokio::time::timeout(limit, everything) => {}
             _ = self.tx.closed() => {}
         }
     }
