@@ -202,6 +202,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A listener that accepts but never speaks HTTP/2: calls hang.
+    async fn silent_server() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        addr
+    }
+
     #[test]
     fn invalid_url_is_reported() {
         let err = AccountClient::connect_lazy("not a url").unwrap_err();
@@ -268,16 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn abandoned_call_counts_neither_way() {
-        // A listener that accepts but never answers: calls hang until
-        // dropped by their caller.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _keep = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
+        let addr = silent_server().await;
         let client = AccountClient::connect_lazy_with(
             &format!("http://{addr}"),
             AccountClientConfig {
@@ -301,15 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn silent_server_times_out() {
-        // A listener that accepts but never speaks HTTP/2.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _keep = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
+        let addr = silent_server().await;
         let client = AccountClient::connect_lazy_with(
             &format!("http://{addr}"),
             AccountClientConfig {

@@ -94,18 +94,23 @@ impl Drop for Redis {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn order_cache_speeds_reads_and_never_outranks_the_database() {
-    let redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let accounts = Proc::spawn(&[
+/// A seeded account service on SQLite in `dir`.
+fn account_service(dir: &std::path::Path) -> Proc {
+    Proc::spawn(&[
         "account-service",
         "--listen",
         "127.0.0.1:0",
         "--store",
-        &format!("sqlite:{}", dir.path().join("a.db").display()),
+        &format!("sqlite:{}", dir.join("a.db").display()),
         "--seed-demo",
-    ]);
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_cache_speeds_reads_and_never_outranks_the_database() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = account_service(dir.path());
     let redis_url = format!("redis://127.0.0.1:{}/0", redis.port);
     let orders = Proc::spawn(&[
         "order-service",
@@ -257,14 +262,7 @@ async fn registered(redis: &Redis, session_id: &str) -> String {
 async fn sessions_resume_on_another_gateway_and_never_outlive_their_token() {
     let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
-    let accounts = Proc::spawn(&[
-        "account-service",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        &format!("sqlite:{}", dir.path().join("a.db").display()),
-        "--seed-demo",
-    ]);
+    let accounts = account_service(dir.path());
     let orders = Proc::spawn(&[
         "order-service",
         "--listen",
