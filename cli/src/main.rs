@@ -12,10 +12,10 @@ mod readiness;
 mod secret;
 mod shutdown;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 /// The hts command line.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(
     name = "hts",
     version,
@@ -51,8 +51,25 @@ enum Command {
     Events(commands::events::EventsArgs),
 }
 
+/// The ids of the flags given on the command line of `subcommand` (those
+/// left at their default must not override the config file).
+fn given_flags(matches: &clap::ArgMatches, subcommand: &str) -> std::collections::HashSet<String> {
+    let Some(m) = matches.subcommand_matches(subcommand) else {
+        return Default::default();
+    };
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let gateway_flags = given_flags(&matches, "gateway");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -73,7 +90,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Demo(args) => commands::demo::run(args).await,
-            Command::Gateway(args) => commands::gateway::run(*args).await,
+            Command::Gateway(args) => {
+                commands::gateway::run(*args, &|id| gateway_flags.contains(id)).await
+            }
             Command::OrderService(args) => commands::order_service::run(*args).await,
             Command::AccountService(args) => commands::account_service::run(args).await,
             Command::Token(args) => commands::token::run(args),

@@ -257,3 +257,90 @@ async fn reload_rereads_the_config_file() {
     assert_eq!(ans.code, Code::Ok as i32, "{ans:?}");
     assert_eq!(calls(admin, &b), before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reports_the_settings_in_force_and_the_bound_address() {
+    let (c, admin, _dir) = cluster(&[""], &["--max-body-len", "4096"]);
+    let cfg = get(admin, "/admin/config").json();
+    // What the gateway really listens on (it was asked for port 0), beside
+    // what it was configured with: the one default, not a second one.
+    assert_eq!(cfg["local_addr"], c.gateway.addr.to_string(), "{cfg}");
+    assert_eq!(cfg["listen"], "127.0.0.1:0", "{cfg}");
+    assert_eq!(cfg["admin_listen"], "127.0.0.1:0", "{cfg}");
+    // Flags and defaults as in force; every key has its unit in its name.
+    assert_eq!(cfg["max_body_len"], 4096, "{cfg}");
+    assert_eq!(cfg["request_timeout_ms"], 5000, "{cfg}");
+    assert_eq!(cfg["idle_timeout_secs"], 300, "{cfg}");
+    assert_eq!(cfg["resilience"]["breaker_window"], 50, "{cfg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_backend_stays_drained_across_a_reload_of_an_unchanged_file() {
+    let (c, admin, _dir) = cluster(&["", ""], &[]);
+    let (a, b) = (c.url(0), c.url(1));
+    let r = http(
+        admin,
+        "POST",
+        &format!("/admin/backends/{}/drain", id_of(admin, &a)),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for("A to leave", Duration::from_secs(30), || {
+        backend(admin, &a).is_none().then_some(())
+    });
+    // The file still lists A and B: a reload changes nothing.
+    let r = http(admin, "POST", "/admin/reload", Some(TOKEN), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        backend(admin, &a).is_none(),
+        "A came back: {:?}",
+        backends(admin)
+    );
+    assert_eq!(
+        get(admin, "/admin/config").json()["backends"],
+        serde_json::json!([b])
+    );
+    let client = c.client("ACC-0406").await;
+    let before = calls(admin, &b);
+    let ans = place_once(&client, "drained-1").await;
+    assert_eq!(ans.code, Code::Ok as i32, "{ans:?}");
+    assert_eq!(calls(admin, &b), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_a_restart_only_key_is_refused_whole() {
+    let (c, admin, _dir) = cluster(&["", ""], &[]);
+    let (a, b) = (c.url(0), c.url(1));
+    let config = c.dir.path().join("gateway.toml");
+    // The file drops A (reloadable) and changes max_connections (not).
+    std::fs::write(
+        &config,
+        format!("backends = [{b:?}]\nmax_connections = 7\n[resilience]\nmax_retries = 0\n"),
+    )
+    .unwrap();
+    let r = http(admin, "POST", "/admin/reload", Some(TOKEN), None);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("max_connections"), "{}", r.body);
+    assert!(r.body.contains("restart"), "{}", r.body);
+    // Nothing was applied: A still serves, the policies are unchanged.
+    assert_eq!(backend(admin, &a).unwrap()["state"], "active");
+    let cfg = get(admin, "/admin/config").json();
+    assert_eq!(cfg["max_connections"], 20000, "{cfg}");
+    assert_eq!(cfg["resilience"]["max_retries"], 1, "{cfg}");
+    // Without the restart-only change the same reload is applied.
+    std::fs::write(
+        &config,
+        format!("backends = [{b:?}]\n[resilience]\nmax_retries = 0\n"),
+    )
+    .unwrap();
+    let r = http(admin, "POST", "/admin/reload", Some(TOKEN), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        get(admin, "/admin/config").json()["resilience"]["max_retries"],
+        0
+    );
+    wait_for("A to leave", Duration::from_secs(30), || {
+        backend(admin, &a).is_none().then_some(())
+    });
+}

@@ -5,7 +5,7 @@
 mod support;
 
 use futures::future::join_all;
-use hts_gateway::client::{Client, ClientError};
+use hts_client::{Client, ClientError};
 use hts_proto::v1::{
     CancelOrderRequest, Code, ErrorResponse, LoginRequest, OrderStatus, OrderType,
     PlaceOrderRequest, QueryOrderRequest, Side,

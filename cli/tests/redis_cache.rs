@@ -278,9 +278,7 @@ async fn sessions_resume_on_another_gateway_and_never_outlive_their_token() {
 
     // A token login on the first gateway opens a session that lives as long
     // as the token.
-    let a = hts_gateway::client::Client::connect(first.addr)
-        .await
-        .unwrap();
+    let a = hts_client::Client::connect(first.addr).await.unwrap();
     let token = hts_gateway::auth::mint_token(
         support::SECRET.as_bytes(),
         "ACC-0012",
@@ -302,9 +300,7 @@ async fn sessions_resume_on_another_gateway_and_never_outlive_their_token() {
     );
 
     // Resumed on the second gateway without a token: same account, orders flow.
-    let b = hts_gateway::client::Client::connect(second.addr)
-        .await
-        .unwrap();
+    let b = hts_client::Client::connect(second.addr).await.unwrap();
     let resumed = b.resume("", &opened.session_id).await.unwrap();
     assert_eq!(resumed.code, Code::Ok as i32, "{}", resumed.message);
     assert_eq!(resumed.session_id, opened.session_id);
@@ -312,9 +308,7 @@ async fn sessions_resume_on_another_gateway_and_never_outlive_their_token() {
     assert_eq!(placed.code, Code::Ok as i32, "{}", placed.message);
 
     // The session cannot be claimed for another account, nor guessed.
-    let c = hts_gateway::client::Client::connect(second.addr)
-        .await
-        .unwrap();
+    let c = hts_client::Client::connect(second.addr).await.unwrap();
     let other = c.resume("ACC-0013", &opened.session_id).await.unwrap();
     assert_eq!(
         other.code,
@@ -335,24 +329,18 @@ async fn sessions_resume_on_another_gateway_and_never_outlive_their_token() {
 
     // Once the token has expired, so has the session.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
-    let d = hts_gateway::client::Client::connect(second.addr)
-        .await
-        .unwrap();
+    let d = hts_client::Client::connect(second.addr).await.unwrap();
     let late = d.resume("", &opened.session_id).await.unwrap();
     assert_eq!(late.code, Code::Unauthenticated as i32, "{}", late.message);
 
     // Redis gone: resumes are refused with a clear message, token logins
     // and orders still work (Redis is never the source of truth).
     let fresh = support::token("ACC-0012");
-    let e = hts_gateway::client::Client::connect(first.addr)
-        .await
-        .unwrap();
+    let e = hts_client::Client::connect(first.addr).await.unwrap();
     let live = e.login("ACC-0012", &fresh).await.unwrap();
     registered(&redis, &live.session_id).await;
     drop(redis);
-    let f = hts_gateway::client::Client::connect(second.addr)
-        .await
-        .unwrap();
+    let f = hts_client::Client::connect(second.addr).await.unwrap();
     let refused = f.resume("", &live.session_id).await.unwrap();
     assert_eq!(refused.code, Code::Unauthenticated as i32);
     assert!(

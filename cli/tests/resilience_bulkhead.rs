@@ -15,7 +15,7 @@ const DEADLINE_MS: u64 = 20_000;
 
 /// `n` requests, `concurrency` at a time, over `clients`.
 async fn burst(
-    clients: &[hts_gateway::Client],
+    clients: &[hts_client::Client],
     prefix: &str,
     n: usize,
     concurrency: usize,

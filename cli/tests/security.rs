@@ -103,7 +103,7 @@ async fn secrets_never_appear_in_logs_even_at_debug_level() {
     // right and a wrong token, and a configuration dump.
     let jwt = hts_gateway::mint_token(JWT_SECRET.as_bytes(), "ACC-0001", Duration::from_secs(600))
         .unwrap();
-    let client = hts_gateway::Client::connect(gateway.addr).await.unwrap();
+    let client = hts_client::Client::connect(gateway.addr).await.unwrap();
     for bad in [BAD_TOKEN, "not-a-jwt-never-logged-0b7e"] {
         let r = client.login("ACC-0001", bad).await.unwrap();
         assert_eq!(r.code, Code::Unauthenticated as i32);

@@ -11,19 +11,31 @@
 //! * [`redact_url`] — a connection URL without its password, for logs.
 //!
 //! Store-specific SQL (schemas, queries) stays with each store.
+//!
+//! Features: `stores` ([`pg`], [`sqlite`], [`StoreError`], [`now_unix_ms`])
+//! and `redis` ([`redis`]), both on by default; [`redact_url`] is always
+//! built. The gateway takes only `redis`, so it compiles neither the
+//! PostgreSQL client nor SQLite.
 #![deny(missing_docs)]
 
+#[cfg(feature = "stores")]
 pub mod error;
+#[cfg(feature = "stores")]
 pub mod pg;
 pub mod redact;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "stores")]
 pub mod sqlite;
 
+#[cfg(feature = "stores")]
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "stores")]
 pub use error::StoreError;
 pub use redact::redact_url;
 
+#[cfg(feature = "stores")]
 /// Wall-clock time in Unix epoch milliseconds (0 if the clock is before
 /// 1970), as the stores record it.
 pub fn now_unix_ms() -> i64 {

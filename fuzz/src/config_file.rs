@@ -1,24 +1,30 @@
-//! Fuzzes the gateway's TOML config file (`hts_gateway::config_file`), read
-//! at start and again on every SIGHUP, and what the gateway builds from it.
+//! Fuzzes the gateway's TOML config file (`hts_gateway::config::layers`),
+//! read at start and again on every SIGHUP, and what the gateway builds
+//! from it.
 //!
 //! Input: the file's text (invalid UTF-8 is refused by `load` before
-//! parsing, so such inputs are skipped). A file that parses is applied to
-//! the default configuration the way `hts gateway --config` does
-//! ([`GatewayFile::apply_to`]); a configuration that passes
-//! [`GatewayConfig::validate`] must then build without panicking: the
-//! policy state (`Live::new`, and `Live::apply` as a SIGHUP reload does),
-//! the failed-login limit (`LoginThrottle`), the connection limit, a connection's in-flight permits and writer
-//! channel, the correlation table, and a request deadline.
+//! parsing, so such inputs are skipped). A file that parses is merged over
+//! the defaults the way `hts gateway --config` does ([`file_layer`],
+//! [`resolve`]); a configuration that passes [`GatewayConfig::validate`]
+//! must then build without panicking: the policies (the router's admission,
+//! budget and hedging, and `Router::reconfigure` as a SIGHUP reload does),
+//! the failed-login limit (`LoginThrottle`), the connection limit, a
+//! connection's in-flight permits and writer channel, the correlation
+//! table, and a request deadline.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use hts_gateway::config::layers::{file_layer, resolve};
 use hts_gateway::correlation::CorrelationTable;
 use hts_gateway::login_throttle::LoginThrottle;
+use hts_gateway::resilience::admission::Admission;
 use hts_gateway::resilience::breaker::{BreakerOutcome, CircuitBreaker};
-use hts_gateway::resilience::Live;
-use hts_gateway::{GatewayConfig, GatewayFile};
+use hts_gateway::resilience::budget::RetryBudget;
+use hts_gateway::resilience::hedge::Hedging;
+use hts_gateway::resilience::ResilienceConfig;
+use hts_gateway::GatewayConfig;
 use tokio::sync::{mpsc, Semaphore};
 
 /// Runs one fuzz input; panics when a property does not hold.
@@ -26,15 +32,15 @@ pub fn check(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let file = match GatewayFile::parse(text, "fuzz.toml") {
-        Ok(file) => file,
+    let layer = match file_layer(text, "fuzz.toml") {
+        Ok(layer) => layer,
         Err(e) => {
             assert!(e.to_string().contains("fuzz.toml"));
             return;
         }
     };
-    let mut config = GatewayConfig::new(vec!["http://127.0.0.1:1".into()], b"secret".to_vec());
-    file.apply_to(&mut config);
+    let mut config = resolve(&[layer]).expect("a file that parses resolves");
+    config.jwt_secret = b"secret".to_vec();
     if config.validate().is_err() {
         return;
     }
@@ -43,24 +49,25 @@ pub fn check(data: &[u8]) {
 
 /// Everything the gateway derives from a valid configuration.
 fn build(config: &GatewayConfig) {
-    let live = Live::new(config.resilience.clone()).expect("validated config builds");
-    // A SIGHUP reload from the defaults to this file and back.
-    let defaults = Live::new(Default::default()).expect("defaults are valid");
-    defaults
-        .apply(config.resilience.clone())
-        .expect("validated config applies");
-    live.apply(Default::default()).expect("defaults apply");
-    live.apply(config.resilience.clone())
-        .expect("validated config applies");
-    let budget = live.budget();
+    let r = &config.resilience;
+    let defaults = ResilienceConfig::default();
+    // The policies built from the file, and reconfigured as a SIGHUP
+    // reload from the defaults to this file and back does.
+    let admission = Admission::new(r.admission());
+    let budget = RetryBudget::new(r.budget());
+    let hedging = Hedging::new(r.hedge());
+    for step in [&defaults, r] {
+        admission.reconfigure(step.admission());
+        budget.reconfigure(step.budget());
+        hedging.reconfigure(step.hedge());
+    }
     budget.deposit();
     let _ = budget.withdraw();
-    if let Some(limiter) = live.limiter().as_ref() {
-        let account: Arc<str> = Arc::from("ACC-0001");
-        let _ = limiter.check(&account);
-    }
+    let account: Arc<str> = Arc::from("ACC-0001");
+    let _ = admission.admit(&account);
+    let _ = hedging.delay(true, Instant::now());
     // A breaker tripped and probed with the configured delays.
-    let cfg = live.config().breaker();
+    let cfg = r.breaker();
     let breaker = CircuitBreaker::new();
     let now = Instant::now();
     for _ in 0..cfg.window.min(1_000) {
@@ -80,7 +87,7 @@ fn build(config: &GatewayConfig) {
     // The failed-login limit, struck and checked at the window's edges.
     if let Some(throttle) = LoginThrottle::new(
         config.login_failures_per_source,
-        config.login_failure_window,
+        *config.login_failure_window_secs,
         config.max_login_sources,
     ) {
         let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -88,7 +95,7 @@ fn build(config: &GatewayConfig) {
             throttle.record_failure(ip, now);
         }
         let _ = throttle.check(ip, now);
-        if let Some(later) = now.checked_add(config.login_failure_window) {
+        if let Some(later) = now.checked_add(*config.login_failure_window_secs) {
             let _ = throttle.check(ip, later);
             throttle.record_failure(ip, later);
         }
@@ -99,5 +106,5 @@ fn build(config: &GatewayConfig) {
     let _permits = Semaphore::new(in_flight);
     let _writer = mpsc::channel::<u8>(in_flight + 8);
     let _table = CorrelationTable::new(config.correlation_capacity);
-    let _deadline = tokio::time::Instant::now() + config.request_timeout;
+    let _deadline = tokio::time::Instant::now() + *config.request_timeout_ms;
 }

@@ -16,8 +16,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
-use hts_gateway::dispatch::BackendRequest;
 use hts_gateway::request::{admit, decode_request, ClientRequest};
+use hts_gateway::upstream::BackendRequest;
 use hts_order_core::domain::validate_place;
 use hts_proto::v1::{Code, PlaceOrderRequest};
 use prost::Message;

@@ -27,12 +27,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use hts_gateway::auth::JwtAuth;
 use hts_gateway::codec::FrameCodec;
-use hts_gateway::dispatch::{timeout_message, BackendRequest};
 use hts_gateway::frame::{Frame, MsgType};
 use hts_gateway::request::{
     account_matches, admit, decode_request, verify_login_token, ClientRequest, LoginRefusal,
 };
 use hts_gateway::resilience::NoBackend;
+use hts_gateway::upstream::{timeout_message, BackendRequest};
 use hts_order_core::domain::{
     fingerprint, reservation_for, validate_order_id, validate_place, validate_request_id,
 };

@@ -1,4 +1,4 @@
-//! One client connection: the read loop and per-frame handling.
+//! One client connection: the read loop and the dispatch of each frame.
 //!
 //! The reader owns the stream's read half (a plain TCP half, or one half of
 //! a TLS stream: the code is generic, so plain TCP pays nothing for TLS) and
@@ -8,9 +8,10 @@
 //! `login_timeout` since accept, and the session token's expiry. Responses
 //! go through a bounded channel to the writer task ([`crate::writer`]).
 //!
-//! Logins are limited twice: `max_failed_logins` per connection, and the
-//! per-source [`LoginThrottle`] across connections (checked before the token
-//! is verified).
+//! Each decoded frame goes to one place: LOGIN to [`crate::login`] (whose
+//! outcome becomes the answer), HEARTBEAT back as its echo, PLACE / CANCEL /
+//! QUERY through the pure checks of [`crate::request::admit`] to
+//! [`crate::forward`], which carries it to a backend and its answer back.
 //!
 //! Every request takes slots of the per-connection in-flight semaphore
 //! (`max_in_flight_per_connection` slots) before it is handled: one slot per
@@ -26,31 +27,25 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use hts_proto::v1::{Code, LoginRequest, LoginResponse};
+use hts_proto::v1::{Code, LoginRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{JwtAuth, TokenClaims};
 use crate::codec::{peek_correlation_id, FrameCodec};
-use crate::config::GatewayConfig;
-use crate::correlation::{CorrelationTable, Pending};
-use crate::dispatch::BackendRequest;
+use crate::forward::{forward, Forward, NotForwarded};
 use crate::frame::{Frame, MsgType, FLAG_RESPONSE};
-use crate::login_throttle::LoginThrottle;
-use crate::request::{
-    account_matches, admit, decode_request, verify_login_token, ClientRequest, LoginRefusal,
-};
-use crate::resilience::Router;
-use crate::sessions::Resolved;
-use crate::stats::GatewayStats;
+use crate::login::{login, LoginOutcome, Session};
+use crate::request::{admit, decode_request, ClientRequest};
+use crate::shared::Shared;
+use crate::upstream::BackendRequest;
 use crate::writer::{run_writer, Outbound};
 
 /// Time beyond the request deadline a draining connection waits for the
@@ -67,28 +62,6 @@ const READ_BUF: usize = 512;
 /// How long a connection closed for a protocol error keeps discarding input,
 /// so the peer reads our ERROR frame instead of a reset.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// State shared by all connections of a gateway.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: GatewayConfig,
-    pub(crate) auth: JwtAuth,
-    pub(crate) sessions: Arc<crate::sessions::SessionDirectory>,
-    pub(crate) table: Arc<CorrelationTable>,
-    pub(crate) login_throttle: Option<Arc<LoginThrottle>>,
-    pub(crate) router: Arc<Router>,
-    pub(crate) stats: GatewayStats,
-    pub(crate) next_conn_id: AtomicU64,
-}
-
-/// An authenticated session.
-#[derive(Debug)]
-struct Session {
-    account: Arc<str>,
-    session_id: String,
-    /// When the token the session was opened with stops being valid.
-    expires_at: Instant,
-}
 
 /// What the read loop should do next.
 enum Flow {
@@ -161,7 +134,7 @@ pub(crate) async fn serve<R, W>(
     let max_in_flight = config.max_in_flight_per_connection.max(1);
     let (tx, rx) = mpsc::channel(max_in_flight + OUTBOUND_SLACK);
     let codec = FrameCodec::new(config.max_body_len);
-    let writer = tokio::spawn(run_writer(write, codec, rx, config.write_timeout));
+    let writer = tokio::spawn(run_writer(write, codec, rx, *config.write_timeout_ms));
     let now = Instant::now();
     let mut conn = Connection {
         id,
@@ -285,9 +258,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     fn next_deadline(&self) -> (Instant, Timer) {
         let c = &self.shared.config;
-        let mut best = (self.last_frame + c.idle_timeout, Timer::Idle);
+        let mut best = (self.last_frame + *c.idle_timeout_secs, Timer::Idle);
         if self.session.is_none() {
-            let login = self.accepted_at + c.login_timeout;
+            let login = self.accepted_at + *c.login_timeout_secs;
             if login < best.0 {
                 best = (login, Timer::Login);
             }
@@ -298,7 +271,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             }
         }
         if let Some(started) = self.frame_started {
-            let frame = started + c.frame_read_timeout;
+            let frame = started + *c.frame_read_timeout_ms;
             if frame < best.0 {
                 best = (frame, Timer::PartialFrame);
             }
@@ -311,18 +284,21 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let (code, message) = match timer {
             Timer::PartialFrame => (
                 Code::ProtocolError,
-                format!("frame not completed within {}", secs(c.frame_read_timeout)),
+                format!(
+                    "frame not completed within {}",
+                    secs(*c.frame_read_timeout_ms)
+                ),
             ),
             Timer::Idle => (
                 Code::Timeout,
                 format!(
                     "no frame received within {}: closing idle connection",
-                    secs(c.idle_timeout)
+                    secs(*c.idle_timeout_secs)
                 ),
             ),
             Timer::Login => (
                 Code::Unauthenticated,
-                format!("not logged in within {}", secs(c.login_timeout)),
+                format!("not logged in within {}", secs(*c.login_timeout_secs)),
             ),
             Timer::SessionExpiry => return End::SessionExpired,
         };
@@ -350,8 +326,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let everything = self.in_flight.clone().acquire_many_owned(all);
         let config = &self.shared.config;
         let limit = config
-            .drain_timeout
-            .max(config.request_timeout + DRAIN_ANSWER_MARGIN);
+            .drain_timeout_ms
+            .get()
+            .max(*config.request_timeout_ms + DRAIN_ANSWER_MARGIN);
         tokio::select! {
             _ = tokio::time::timeout(limit, everything) => {}
             _ = self.tx.closed() => {}
@@ -407,169 +384,75 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         self.send(Outbound::reply(frame, permit)).await
     }
 
-    /// The token claims and session id a LOGIN proves: a token login opens
-    /// a new session (registered in the session directory until the token's
-    /// `exp`); a login with only a session id resumes that session, with the
-    /// expiry of the token that opened it, if the directory knows it.
-    async fn authenticate(&self, req: &LoginRequest) -> Result<(TokenClaims, String), String> {
-        if req.token.is_empty() && !req.session_id.is_empty() {
-            return match self.shared.sessions.resolve(&req.session_id).await {
-                Resolved::Session(claims) => Ok((claims, req.session_id.clone())),
-                Resolved::Unknown => {
-                    Err("unknown or expired session; log in with a token".to_owned())
-                }
-                Resolved::Unavailable => {
-                    Err("session store unavailable; log in with a token".to_owned())
-                }
-            };
-        }
-        let claims =
-            verify_login_token(&self.shared.auth, &req.token).map_err(|e| e.to_string())?;
-        let session_id = uuid::Uuid::new_v4().to_string();
-        if account_matches(&req.account_id, &claims.account) {
-            self.shared.sessions.register(&session_id, &claims);
-        }
-        Ok((claims, session_id))
-    }
-
+    /// Answers a LOGIN with [`login`]'s outcome.
     async fn login(&mut self, corr: u64, req: LoginRequest, permit: OwnedSemaphorePermit) -> Flow {
-        if let Some(throttle) = &self.shared.login_throttle {
-            if let Err(wait) = throttle.check(self.peer.ip(), std::time::Instant::now()) {
-                return self.login_throttled(corr, wait, permit).await;
-            }
-        }
-        let refusal = match self.authenticate(&req).await {
-            Ok((claims, session_id)) if account_matches(&req.account_id, &claims.account) => {
-                let session = Session {
-                    account: Arc::from(claims.account.as_str()),
-                    session_id,
-                    expires_at: Instant::now() + claims.remaining(),
-                };
-                tracing::info!(conn = self.id, account = %session.account,
-                    resumed = req.token.is_empty(), "login");
-                let resp = LoginResponse {
-                    code: Code::Ok as i32,
-                    message: String::new(),
-                    session_id: session.session_id.clone(),
-                };
+        let outcome = login(
+            &self.shared,
+            self.id,
+            self.peer.ip(),
+            &mut self.failed_logins,
+            req,
+        )
+        .await;
+        self.shared.stats.record(outcome.code());
+        match outcome {
+            LoginOutcome::Opened { session, response } => {
                 self.session = Some(session);
-                self.shared.stats.record(Code::Ok as i32);
-                let frame = Frame::response(MsgType::Login, corr, &resp);
-                return self.send(Outbound::reply(frame, permit)).await;
+                let frame = Frame::response(MsgType::Login, corr, &response);
+                self.send(Outbound::reply(frame, permit)).await
             }
-            Ok(_) => LoginRefusal::AccountMismatch.to_string(),
-            Err(refusal) => refusal,
-        };
-        // A failed login never touches an existing session.
-        self.failed_logins += 1;
-        if let Some(throttle) = &self.shared.login_throttle {
-            throttle.record_failure(self.peer.ip(), std::time::Instant::now());
-        }
-        self.shared.stats.record(Code::Unauthenticated as i32);
-        let close = self.failed_logins >= self.shared.config.max_failed_logins;
-        tracing::info!(conn = self.id, failures = self.failed_logins, reason = %refusal, "login failed");
-        let resp = LoginResponse {
-            code: Code::Unauthenticated as i32,
-            message: if close {
-                format!("{refusal}; too many failed logins, closing connection")
-            } else {
-                refusal
-            },
-            session_id: String::new(),
-        };
-        let frame = Frame::response(MsgType::Login, corr, &resp);
-        if close {
-            match self.send(Outbound::closing(frame, Some(permit))).await {
-                Flow::Continue => Flow::Close,
-                other => other,
+            LoginOutcome::Refused { response, close } => {
+                let frame = Frame::response(MsgType::Login, corr, &response);
+                if !close {
+                    return self.send(Outbound::reply(frame, permit)).await;
+                }
+                match self.send(Outbound::closing(frame, Some(permit))).await {
+                    Flow::Continue => Flow::Close,
+                    other => other,
+                }
             }
-        } else {
-            self.send(Outbound::reply(frame, permit)).await
         }
     }
 
-    /// Refuses a LOGIN from a source over its failed-login limit, without
-    /// verifying the token, and closes the connection.
-    async fn login_throttled(
-        &mut self,
-        corr: u64,
-        wait: Duration,
-        permit: OwnedSemaphorePermit,
-    ) -> Flow {
-        // Rounded up: retrying after the announced time must succeed.
-        let retry = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        tracing::info!(
-            conn = self.id,
-            peer = %self.peer.ip(),
-            retry_after_secs = retry,
-            "login refused: too many failed logins from this address"
-        );
-        self.shared.stats.record(Code::RateLimited as i32);
-        let resp = LoginResponse {
-            code: Code::RateLimited as i32,
-            message: format!(
-                "too many failed logins from this address; retry in {retry} s; closing connection"
-            ),
-            session_id: String::new(),
-        };
-        let frame = Frame::response(MsgType::Login, corr, &resp);
-        match self.send(Outbound::closing(frame, Some(permit))).await {
-            Flow::Continue => Flow::Close,
-            other => other,
-        }
-    }
-
+    /// Checks a PLACE/CANCEL/QUERY against the session and forwards it.
     async fn backend_request(
         &mut self,
         corr: u64,
-        req: BackendRequest,
+        request: BackendRequest,
         permit: OwnedSemaphorePermit,
     ) -> Flow {
-        let account = match admit(self.session.as_ref().map(|s| &s.account), &req) {
+        let account = match admit(self.session.as_ref().map(|s| &s.account), &request) {
             Ok(account) => account.clone(),
             Err(refused) => {
                 return self
-                    .refuse(corr, &req, refused.code, refused.message, permit)
+                    .refuse(corr, &request, refused.code, refused.message, permit)
                     .await
             }
         };
-        let deadline = Instant::now() + self.shared.config.request_timeout;
-        let pending = Pending {
+        let f = Forward {
             conn_id: self.id,
-            client_correlation_id: corr,
-            msg_type: req.msg_type(),
-            deadline,
+            correlation_id: corr,
+            account,
+            request,
+            permit,
             reply: self.tx.clone(),
         };
-        let id = match self.shared.table.register(pending) {
-            Ok(id) => id,
-            Err(full) => {
-                tracing::warn!(conn = self.id, %full, "refusing request");
-                let msg = "gateway is at capacity, retry later";
-                return self
-                    .refuse(corr, &req, Code::ServiceUnavailable, msg, permit)
-                    .await;
+        match forward(&self.shared, f) {
+            Ok(id) => {
+                self.track(id);
+                Flow::Continue
             }
-        };
-        self.track(id);
-        let shared = self.shared.clone();
-        let started = std::time::Instant::now();
-        let msg_type = req.msg_type();
-        tokio::spawn(async move {
-            let counted = shared.stats.account_request(&account);
-            let reply = shared.router.call(&account, req, id, deadline).await;
-            drop(counted);
-            crate::telemetry::order_latency(msg_type, reply.code(), started.elapsed());
-            shared.stats.record(reply.code());
-            // `None`: the client left meanwhile; `complete` counted the drop.
-            if let Some(p) = shared.table.complete(id) {
-                let frame = reply.into_frame(p.client_correlation_id);
-                if p.reply.try_send(Outbound::reply(frame, permit)).is_err() {
-                    shared.table.record_dropped();
-                }
+            Err(NotForwarded { request, permit }) => {
+                self.refuse(
+                    corr,
+                    &request,
+                    NotForwarded::CODE,
+                    NotForwarded::MESSAGE,
+                    permit,
+                )
+                .await
             }
-        });
-        Flow::Continue
+        }
     }
 
     async fn refuse(

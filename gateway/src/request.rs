@@ -11,8 +11,8 @@ use hts_proto::v1::{Code, Heartbeat, LoginRequest, PlaceOrderRequest};
 use prost::Message;
 
 use crate::auth::{AuthError, JwtAuth, TokenClaims};
-use crate::dispatch::BackendRequest;
 use crate::frame::MsgType;
+use crate::upstream::BackendRequest;
 
 /// A client frame's body, decoded according to its `msg_type`.
 #[derive(Debug, Clone, PartialEq)]

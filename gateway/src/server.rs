@@ -9,11 +9,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use hts_proto::v1::Code;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -22,15 +22,12 @@ use tokio::task::JoinSet;
 use tokio_util::codec::Encoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::JwtAuth;
 use crate::codec::FrameCodec;
 use crate::config::GatewayConfig;
-use crate::connection::{serve, Shared};
-use crate::correlation::CorrelationTable;
+use crate::connection::serve;
 use crate::frame::Frame;
-use crate::login_throttle::LoginThrottle;
-use crate::resilience::{BackendSet, Live, Router};
-use crate::routing::BackendSettings;
+use crate::resilience::Router;
+use crate::shared::Shared;
 use crate::stats::GatewayStats;
 use crate::tls::TlsAcceptor;
 
@@ -56,47 +53,36 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Binds `config.listen_addr` (with `config.listen_backlog`) and
-    /// prepares the backend pool.
+    /// Binds `config.listen` (with `config.listen_backlog`) and prepares
+    /// the backend pool.
     pub async fn bind(config: GatewayConfig) -> anyhow::Result<Gateway> {
-        let listener = bind_listener(config.listen_addr, config.listen_backlog)
-            .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+        let listen = &config.listen;
+        let addr = tokio::net::lookup_host(listen)
+            .await
+            .with_context(|| format!("invalid listen address {listen}"))?
+            .next()
+            .with_context(|| format!("{listen} resolves to no address"))?;
+        let listener = bind_listener(addr, config.listen_backlog)
+            .with_context(|| format!("cannot listen on {listen}"))?;
         Gateway::from_listener(listener, config)
     }
 
     /// Uses an already bound listener. Must run inside a Tokio runtime.
-    pub fn from_listener(listener: TcpListener, config: GatewayConfig) -> anyhow::Result<Gateway> {
+    /// Loads the TLS configuration from `tls_cert`/`tls_key` unless
+    /// `config.tls` is given.
+    pub fn from_listener(
+        listener: TcpListener,
+        mut config: GatewayConfig,
+    ) -> anyhow::Result<Gateway> {
         config.validate()?;
+        if let (None, Some(cert), Some(key)) = (&config.tls, &config.tls_cert, &config.tls_key) {
+            config.tls = Some(crate::tls::load_server_config(cert, key)?);
+        }
         let local_addr = listener
             .local_addr()
             .context("listener has no local address")?;
-        let settings = BackendSettings {
-            connect_timeout: config.backend_connect_timeout,
-            keepalive_interval: config.backend_keepalive_interval,
-        };
-        let live = Arc::new(Live::new(config.resilience.clone())?);
-        let set = BackendSet::new(&config.backends, settings, live.clone())?;
-        let router = Arc::new(Router::new(set, live, config.request_timeout));
-        let table = Arc::new(CorrelationTable::new(config.correlation_capacity));
-        let sessions = crate::sessions::SessionDirectory::new(config.session_store.as_ref())
-            .context("configuring the session store")?;
-        let login_throttle = LoginThrottle::new(
-            config.login_failures_per_source,
-            config.login_failure_window,
-            config.max_login_sources,
-        )
-        .map(Arc::new);
         let tls = config.tls.clone().map(TlsAcceptor::from);
-        let shared = Arc::new(Shared {
-            auth: JwtAuth::new(&config.jwt_secret),
-            sessions: Arc::new(sessions),
-            router,
-            stats: GatewayStats::new(table.clone(), login_throttle.clone()),
-            table,
-            login_throttle,
-            next_conn_id: AtomicU64::new(1),
-            config,
-        });
+        let shared = Arc::new(Shared::new(config)?);
         Ok(Gateway {
             listener,
             local_addr,
@@ -113,6 +99,12 @@ impl Gateway {
     /// The configuration the gateway was started with.
     pub fn config(&self) -> &GatewayConfig {
         &self.shared.config
+    }
+
+    /// The settings in force: the start configuration until a reload
+    /// ([`crate::config::reload::Reloader`]) replaces it.
+    pub fn in_force(&self) -> Arc<ArcSwap<GatewayConfig>> {
+        self.shared.in_force.clone()
     }
 
     /// A handle on the gateway's counters, valid after `run` returns too.
@@ -232,7 +224,7 @@ async fn serve_tls(
     shared: Arc<Shared>,
     token: CancellationToken,
 ) {
-    let limit = shared.config.tls_handshake_timeout;
+    let limit = *shared.config.tls_handshake_timeout_ms;
     let handshake = tokio::select! {
         _ = token.cancelled() => return,
         done = tokio::time::timeout(limit, tls.accept(stream)) => done,

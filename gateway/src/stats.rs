@@ -1,4 +1,6 @@
-//! [`GatewayStats`]: cheap, read-only counters for the admin/metrics surface.
+//! [`GatewayStats`]: cheap counters for the admin/metrics surface. Each
+//! event is counted once, here, in an atomic; the Prometheus exporter
+//! ([`crate::telemetry::Exporter`]) reads them at scrape time.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,7 +10,6 @@ use hts_proto::v1::Code;
 
 use crate::correlation::CorrelationTable;
 use crate::login_throttle::LoginThrottle;
-use crate::telemetry;
 
 /// Number of distinct `Code` values (0 = unspecified … 12 = PROTOCOL_ERROR).
 const CODES: usize = 13;
@@ -113,6 +114,19 @@ impl GatewayStats {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// Every response counter, zero or not, in code order.
+    pub fn responses_all(&self) -> Vec<(Code, u64)> {
+        self.inner
+            .responses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let code = Code::try_from(i32::try_from(i).ok()?).ok()?;
+                Some((code, c.load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+
     /// All non-zero response counters.
     pub fn responses_by_code(&self) -> Vec<(Code, u64)> {
         self.inner
@@ -161,7 +175,6 @@ impl GatewayStats {
     }
 
     pub(crate) fn record(&self, code: i32) {
-        telemetry::response(code);
         let slot = usize::try_from(code)
             .ok()
             .filter(|i| *i < CODES)

@@ -1,11 +1,12 @@
 //! Prometheus metrics of the gateway (names are stable: dashboards and
 //! alert rules use them; docs/operations.md lists them).
 //!
-//! Request-path metrics are recorded as requests finish through the
-//! [`metrics`] facade (no-ops until a recorder is installed). Backend and
-//! router state is exported at scrape time from the router snapshot by
-//! [`Exporter`]. Labels are bounded: `code` (13 values), `msg_type` (3) and
-//! `backend` (the configured backend URLs); never account ids.
+//! Counters are kept once, in atomics ([`GatewayStats`], the router's
+//! policies), and exported at scrape time by [`Exporter`]; only the latency
+//! histogram is recorded as requests finish, through the [`metrics`] facade
+//! (a no-op until a recorder is installed). Labels are bounded: `code` (the
+//! response codes), `msg_type` (3) and `backend` (the configured backend
+//! URLs); never account ids.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use hts_proto::v1::Code;
 
 use crate::frame::MsgType;
-use crate::resilience::router::RouterSnapshot;
+use crate::resilience::RouterSnapshot;
 use crate::stats::GatewayStats;
 
 /// Histogram: order-path latency in seconds, labels `msg_type`, `code`.
@@ -94,11 +95,6 @@ pub fn msg_type_label(msg_type: MsgType) -> &'static str {
     }
 }
 
-/// Counts one response to a client.
-pub(crate) fn response(code: i32) {
-    metrics::counter!(REQUESTS, "code" => code_label(code)).increment(1);
-}
-
 /// Records one backend request's latency, from the frame's arrival to its answer.
 pub(crate) fn order_latency(msg_type: MsgType, code: i32, elapsed: Duration) {
     metrics::histogram!(
@@ -125,6 +121,9 @@ impl Exporter {
     /// Sets every state-derived metric from `snapshot` and `stats`.
     pub fn export(&self, snapshot: &RouterSnapshot, stats: &GatewayStats) {
         use metrics::{counter, gauge};
+        for (code, n) in stats.responses_all() {
+            counter!(REQUESTS, "code" => code.as_str_name()).absolute(n);
+        }
         gauge!(CONNECTIONS_OPEN).set(stats.open_connections() as f64);
         counter!(CONNECTIONS_ACCEPTED).absolute(stats.accepted_connections());
         counter!(CONNECTIONS_REJECTED).absolute(stats.rejected_connections());
@@ -144,7 +143,7 @@ impl Exporter {
         let mut ready = 0usize;
         let mut now = HashSet::new();
         for b in &snapshot.backends {
-            let up = crate::admin::readiness::takes_requests(b);
+            let up = b.takes_requests();
             ready += usize::from(up);
             let l = [("backend", b.url.clone())];
             gauge!(BACKEND_IN_FLIGHT, &l).set(b.in_flight as f64);

@@ -1,4 +1,5 @@
-//! TLS for client connections (rustls with the `ring` provider).
+//! TLS for client connections, the server side (rustls with the `ring`
+//! provider; the terminal side is in the `hts-client` crate).
 //!
 //! TLS is optional: without a certificate the gateway speaks plain TCP and
 //! nothing here is on the path. With one, every accepted connection first
@@ -14,11 +15,11 @@ use std::sync::Arc;
 
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
 
 pub use tokio_rustls::rustls;
-pub use tokio_rustls::{TlsAcceptor, TlsConnector};
+pub use tokio_rustls::TlsAcceptor;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -35,20 +36,9 @@ pub enum TlsError {
     /// The certificate file holds no certificate.
     #[error("no certificate in {0}")]
     NoCertificate(PathBuf),
-    /// rustls refused the certificate, key or roots.
+    /// rustls refused the certificate or key.
     #[error("invalid TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// A CA certificate could not be added to the trust store.
-    #[error("invalid CA certificate in {path}: {message}")]
-    BadCa {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// The server name is neither a DNS name nor an IP address.
-    #[error("invalid TLS server name {0:?}")]
-    ServerName(String),
 }
 
 /// The crypto provider of every configuration built here.
@@ -98,33 +88,6 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
     server_config(read_certificates(cert)?, read_private_key(key)?)
 }
 
-/// A client configuration trusting exactly `roots`.
-pub fn client_config(roots: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, TlsError> {
-    let mut store = RootCertStore::empty();
-    for root in roots {
-        store.add(root.clone())?;
-    }
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// [`client_config`] trusting the certificates of a PEM file (`--tls-ca`).
-pub fn load_client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = read_certificates(ca)?;
-    client_config(&roots).map_err(|e| TlsError::BadCa {
-        path: ca.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-/// Parses the name the server's certificate must carry (DNS name or IP).
-pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
-    ServerName::try_from(name.to_owned()).map_err(|_| TlsError::ServerName(name.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,15 +106,5 @@ mod tests {
         ));
         assert!(read_private_key(&empty).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn server_names() {
-        assert!(server_name("localhost").is_ok());
-        assert!(server_name("127.0.0.1").is_ok());
-        assert!(matches!(
-            server_name("not a name"),
-            Err(TlsError::ServerName(_))
-        ));
     }
 }

@@ -6,8 +6,9 @@ mod support;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use hts_client::{Client, ClientError};
 use hts_gateway::frame::{Frame, MsgType, FLAG_RESPONSE, HEADER_LEN};
-use hts_gateway::{mint_token, Client, ClientError, Gateway, GatewayConfig};
+use hts_gateway::{mint_token, Gateway, GatewayConfig};
 use hts_proto::v1::{
     CancelOrderRequest, CancelOrderResponse, Code, ErrorResponse, Heartbeat, PlaceOrderRequest,
     PlaceOrderResponse, QueryOrderRequest,
@@ -301,7 +302,7 @@ async fn unknown_type_and_bad_protobuf_are_recoverable() {
 #[tokio::test]
 async fn half_sent_frame_times_out_without_disturbing_others() {
     let mut cfg = config(start_backend().await);
-    cfg.frame_read_timeout = Duration::from_millis(300);
+    cfg.frame_read_timeout_ms = Duration::from_millis(300).into();
     let gw = start_gateway(cfg).await;
     let mut slow = Raw::connect(gw.addr).await;
     let bytes = heartbeat_bytes(3);
@@ -341,7 +342,7 @@ async fn half_sent_frame_times_out_without_disturbing_others() {
 #[tokio::test]
 async fn login_timeout_closes_anonymous_connection() {
     let mut cfg = config(start_backend().await);
-    cfg.login_timeout = Duration::from_millis(300);
+    cfg.login_timeout_secs = Duration::from_millis(300).into();
     let gw = start_gateway(cfg).await;
     let mut raw = Raw::connect(gw.addr).await;
     let e = error_of(&raw.recv().await.unwrap());
@@ -353,7 +354,7 @@ async fn login_timeout_closes_anonymous_connection() {
 #[tokio::test]
 async fn stalled_reader_does_not_slow_other_clients() {
     let mut cfg = config(start_backend().await);
-    cfg.write_timeout = Duration::from_millis(500);
+    cfg.write_timeout_ms = Duration::from_millis(500).into();
     let gw = start_gateway(cfg).await;
 
     // A client that floods 32 KiB heartbeats (unknown field 15 keeps them
@@ -409,7 +410,7 @@ async fn stalled_reader_does_not_slow_other_clients() {
 #[tokio::test]
 async fn slow_backend_yields_timeout_with_outcome_unknown() {
     let mut cfg = config(start_backend().await);
-    cfg.request_timeout = Duration::from_millis(200);
+    cfg.request_timeout_ms = Duration::from_millis(200).into();
     let gw = start_gateway(cfg).await;
     let client = logged_in(gw.addr).await;
     let r = client.place(place("r-slow", "DELAY-3000")).await.unwrap();

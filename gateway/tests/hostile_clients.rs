@@ -26,7 +26,7 @@ const OTHER_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const LOCAL_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Places `n` orders one after the other and asserts each is OK.
-async fn keeps_trading(client: &hts_gateway::Client, tag: &str, n: usize) {
+async fn keeps_trading(client: &hts_client::Client, tag: &str, n: usize) {
     for i in 0..n {
         let r = client
             .place(place(&format!("{tag}-{i}"), "005930"))
@@ -44,7 +44,7 @@ async fn failed_logins_are_limited_per_source_address_across_connections() {
     cfg.max_failed_logins = 5;
     cfg.login_failures_per_source = 6;
     // Long window: nothing leaks away during the test.
-    cfg.login_failure_window = Duration::from_secs(600);
+    cfg.login_failure_window_secs = Duration::from_secs(600).into();
     let gw = start_gateway(cfg).await;
     // A session opened before the attack, from the attacked address.
     let trader = logged_in(gw.addr).await;
@@ -103,7 +103,7 @@ async fn a_throttled_address_may_log_in_again_after_the_announced_wait() {
     let mut cfg = config(start_backend().await);
     // Two failures per 4 s: one failure leaks away every 2 s.
     cfg.login_failures_per_source = 2;
-    cfg.login_failure_window = Duration::from_secs(4);
+    cfg.login_failure_window_secs = Duration::from_secs(4).into();
     let gw = start_gateway(cfg).await;
     let mut a = Raw::connect(gw.addr).await;
     for _ in 0..2 {
@@ -128,7 +128,7 @@ async fn a_throttled_address_may_log_in_again_after_the_announced_wait() {
 #[tokio::test]
 async fn slowloris_trickling_a_frame_is_cut_at_the_frame_deadline() {
     let mut cfg = config(start_backend().await);
-    cfg.frame_read_timeout = Duration::from_secs(1);
+    cfg.frame_read_timeout_ms = Duration::from_secs(1).into();
     let gw = start_gateway(cfg).await;
     let trader = logged_in(gw.addr).await;
 
@@ -195,7 +195,7 @@ async fn slowloris_trickling_a_frame_is_cut_at_the_frame_deadline() {
 #[tokio::test]
 async fn silent_and_heartbeat_only_connections_are_closed_at_the_login_timeout() {
     let mut cfg = config(start_backend().await);
-    cfg.login_timeout = Duration::from_secs(1);
+    cfg.login_timeout_secs = Duration::from_secs(1).into();
     let gw = start_gateway(cfg).await;
     let trader = logged_in(gw.addr).await;
     let mut silent = Raw::connect(gw.addr).await;
@@ -241,7 +241,7 @@ async fn silent_and_heartbeat_only_connections_are_closed_at_the_login_timeout()
 #[tokio::test]
 async fn a_logged_in_connection_that_goes_silent_is_closed_at_the_idle_timeout() {
     let mut cfg = config(start_backend().await);
-    cfg.idle_timeout = Duration::from_secs(1);
+    cfg.idle_timeout_secs = Duration::from_secs(1).into();
     let gw = start_gateway(cfg).await;
     let mut idle = Raw::connect(gw.addr).await;
     idle.login().await;

@@ -7,11 +7,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use hts_client::tls::{client_config, load_client_config};
+use hts_client::{Client, ClientError};
 use hts_gateway::frame::{Frame, MsgType};
+use hts_gateway::tls::load_server_config;
 use hts_gateway::tls::rustls::pki_types::pem::PemObject;
 use hts_gateway::tls::rustls::pki_types::CertificateDer;
-use hts_gateway::tls::{client_config, load_client_config, load_server_config};
-use hts_gateway::{Client, ClientError, GatewayConfig};
+use hts_gateway::GatewayConfig;
 use hts_proto::v1::{Code, LoginRequest};
 use support::pki::{PkiFiles, TestPki};
 use support::*;
@@ -167,9 +169,9 @@ async fn a_plain_tcp_client_on_the_tls_port_is_dropped_without_harm() {
 async fn a_stalled_tls_handshake_is_cut_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let (mut cfg, files) = tls_gateway_config(&dir).await;
-    cfg.tls_handshake_timeout = Duration::from_millis(500);
+    cfg.tls_handshake_timeout_ms = Duration::from_millis(500).into();
     // Make sure it is the handshake timer that fires, not the login timer.
-    cfg.login_timeout = Duration::from_secs(120);
+    cfg.login_timeout_secs = Duration::from_secs(120).into();
     let gw = start_gateway(cfg).await;
     let trader = tls_client(&gw, &files).await;
 

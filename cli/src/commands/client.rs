@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use hts_gateway::client::Client;
+use hts_client::Client;
 use hts_proto::v1::{
     CancelOrderRequest, Code, OrderStatus, OrderType, PlaceOrderRequest, QueryOrderRequest, Side,
 };
@@ -67,7 +67,7 @@ impl ConnectArgs {
         let Some(ca) = &self.tls_ca else {
             return Ok(Client::connect(self.addr.as_str()).await?);
         };
-        let config = hts_gateway::tls::load_client_config(ca)?;
+        let config = hts_client::tls::load_client_config(ca)?;
         let name = match &self.tls_server_name {
             Some(n) => n.clone(),
             None => host_of(&self.addr)?,
@@ -258,10 +258,10 @@ async fn with_retries<R, F, Fut>(
     retries: u32,
     mut send: F,
     code: impl Fn(&R) -> i32,
-) -> Result<R, hts_gateway::ClientError>
+) -> Result<R, hts_client::ClientError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<R, hts_gateway::ClientError>>,
+    Fut: std::future::Future<Output = Result<R, hts_client::ClientError>>,
 {
     let mut attempt = 0;
     loop {

@@ -9,7 +9,7 @@
 use anyhow::Context;
 use clap::Args;
 use hts_account_service::AccountServiceConfig;
-use hts_gateway::client::Client;
+use hts_client::Client;
 use hts_gateway::{Gateway, GatewayConfig};
 use hts_order_core::OrderServiceConfig;
 use hts_proto::v1::{Code, OrderType, PlaceOrderRequest, QueryOrderRequest, Side};
@@ -94,12 +94,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (gateway_listener, gateway_addr) =
         super::bind_and_announce("gateway", &args.listen).await?;
     let mut gateway_config = GatewayConfig {
+        listen: gateway_addr.to_string(),
         backends: backend_urls.clone(),
         jwt_secret: secret.clone(),
         ..GatewayConfig::default()
     };
     if let Some(ms) = args.request_timeout_ms {
-        gateway_config.request_timeout = Duration::from_millis(ms);
+        gateway_config.request_timeout_ms = Duration::from_millis(ms).into();
     }
     let gateway = Gateway::from_listener(gateway_listener, gateway_config)?;
     let gateway_stop = CancellationToken::new();

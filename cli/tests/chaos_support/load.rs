@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hts_gateway::client::{Client, ClientError};
+use hts_client::{Client, ClientError};
 use hts_proto::v1::{Code, OrderType, PlaceOrderRequest, Side};
 
 use crate::support::token;

@@ -88,7 +88,7 @@ impl Stack {
     }
 
     /// A logged-in gateway client.
-    pub async fn client(&self, account: &str) -> hts_gateway::client::Client {
+    pub async fn client(&self, account: &str) -> hts_client::Client {
         login(self.gateway.addr, account).await
     }
 }
@@ -112,7 +112,7 @@ pub fn buy(request_id: &str) -> PlaceOrderRequest {
 pub async fn place_until_ok(
     gateway: std::net::SocketAddr,
     account: &str,
-    client: &mut hts_gateway::client::Client,
+    client: &mut hts_client::Client,
     req: PlaceOrderRequest,
     budget: Duration,
 ) -> Option<PlaceOrderResponse> {

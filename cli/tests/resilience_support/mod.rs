@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hts_gateway::client::Client;
+use hts_client::Client;
 use hts_proto::v1::{Code, OrderType, PlaceOrderRequest, Side};
 
 #[path = "../support/mod.rs"]

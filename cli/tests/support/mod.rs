@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use hts_gateway::client::Client;
+use hts_client::Client;
 use hts_proto::v1::Code;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

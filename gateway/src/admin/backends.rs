@@ -1,5 +1,7 @@
 //! `/admin/backends`: the backend table and its controls (add, drain,
-//! remove, breaker reset), calling the [`crate::Router`] functions.
+//! remove, breaker reset), acting on the router's
+//! [`crate::resilience::BackendSet`] (the rule these share with a config
+//! reload: [`crate::config::reload`]).
 
 use std::sync::Arc;
 
@@ -10,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::auth::authorize;
 use crate::admin::error::AdminError;
-use crate::admin::readiness::takes_requests;
 use crate::admin::AdminState;
 use crate::resilience::BackendSnapshot;
 
@@ -44,7 +45,7 @@ pub struct AddBackend {
 pub fn status(b: &BackendSnapshot) -> &'static str {
     if b.state != "active" {
         "draining"
-    } else if takes_requests(b) {
+    } else if b.takes_requests() {
         "healthy"
     } else {
         "ejected"
@@ -73,7 +74,7 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<serde_json::Value>), AdminError> {
     authorize(state.token.as_ref(), &headers)?;
     let Json(body) = body.map_err(|e| AdminError::BadRequest(e.body_text()))?;
-    let id = state.router().add_backend(body.url.trim())?;
+    let id = state.router().set().add_backend(body.url.trim())?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": id, "url": body.url.trim() })),
@@ -87,7 +88,7 @@ pub async fn drain(
     Path(id): Path<u64>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(state.token.as_ref(), &headers)?;
-    state.router().drain_backend(id)?;
+    state.router().set().drain_backend(id)?;
     Ok(Json(serde_json::json!({ "id": id, "state": "draining" })))
 }
 
@@ -98,7 +99,7 @@ pub async fn remove(
     Path(id): Path<u64>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(state.token.as_ref(), &headers)?;
-    state.router().remove_backend(id)?;
+    state.router().set().remove_backend(id)?;
     Ok(Json(serde_json::json!({ "id": id, "state": "removed" })))
 }
 
@@ -109,6 +110,6 @@ pub async fn reset(
     Path(id): Path<u64>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
     authorize(state.token.as_ref(), &headers)?;
-    state.router().reset_breaker(id)?;
+    state.router().set().reset_breaker(id)?;
     Ok(Json(serde_json::json!({ "id": id, "breaker": "closed" })))
 }

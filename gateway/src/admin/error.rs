@@ -33,7 +33,7 @@ impl AdminError {
     fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized | AdminError::NoTokenConfigured => StatusCode::UNAUTHORIZED,
-            AdminError::BadRequest(_) | AdminError::Set(SetError::Routing(_)) => {
+            AdminError::BadRequest(_) | AdminError::Set(SetError::InvalidUrl(_)) => {
                 StatusCode::BAD_REQUEST
             }
             AdminError::Set(SetError::UnknownBackend(_)) => StatusCode::NOT_FOUND,

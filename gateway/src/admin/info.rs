@@ -52,9 +52,12 @@ pub async fn metrics(State(state): State<Arc<AdminState>>) -> Result<Response, A
         .into_response())
 }
 
-/// `GET /admin/config`: the effective configuration, secrets redacted.
+/// `GET /admin/config`: the settings in force, secrets redacted, with the
+/// address the client listener is bound to (`local_addr`), the live
+/// backend set (`backends`: admin changes included) and the live policies.
 pub async fn config(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
-    let c = &state.config;
+    let in_force = state.config.load();
+    let mut body = in_force.redacted();
     let backends: Vec<String> = state
         .router()
         .set()
@@ -63,37 +66,26 @@ pub async fn config(State(state): State<Arc<AdminState>>) -> Json<serde_json::Va
         .filter(|b| b.state == "active")
         .map(|b| b.url)
         .collect();
-    let ms = |d: std::time::Duration| d.as_millis() as u64;
-    Json(serde_json::json!({
-        "listen_addr": c.listen_addr.to_string(),
-        "listen_backlog": c.listen_backlog,
-        "backends": backends,
-        "request_timeout_ms": ms(c.request_timeout),
-        "max_body_len": c.max_body_len,
-        "frame_read_timeout_ms": ms(c.frame_read_timeout),
-        "idle_timeout_ms": ms(c.idle_timeout),
-        "login_timeout_ms": ms(c.login_timeout),
-        "max_in_flight_per_connection": c.max_in_flight_per_connection,
-        "max_connections": c.max_connections,
-        "max_failed_logins": c.max_failed_logins,
-        "login_failures_per_source": c.login_failures_per_source,
-        "login_failure_window_ms": ms(c.login_failure_window),
-        "max_login_sources": c.max_login_sources,
-        "tls": c.tls.is_some(),
-        "tls_handshake_timeout_ms": ms(c.tls_handshake_timeout),
-        "correlation_capacity": c.correlation_capacity,
-        "write_timeout_ms": ms(c.write_timeout),
-        "drain_timeout_ms": ms(c.drain_timeout),
-        "backend_connect_timeout_ms": ms(c.backend_connect_timeout),
-        "backend_keepalive_interval_ms": ms(c.backend_keepalive_interval),
-        "jwt_secret": "[redacted]",
-        "admin_token": if state.token.is_some() { "[redacted]" } else { "[not configured]" },
-        "resilience": &*state.router().live().config(),
-        "session_store": c.session_store.as_ref().map(|s| serde_json::json!({
-            "url": hts_dbkit::redact_url(&s.url),
-            "op_timeout_ms": ms(s.op_timeout),
-        })),
-    }))
+    if let Some(map) = body.as_object_mut() {
+        map.insert("local_addr".into(), state.local_addr.to_string().into());
+        map.insert("backends".into(), serde_json::json!(backends));
+        map.insert("tls".into(), in_force.tls.is_some().into());
+        map.insert(
+            "resilience".into(),
+            serde_json::to_value(&*state.router().config()).unwrap_or_default(),
+        );
+        map.insert("jwt_secret".into(), "[redacted]".into());
+        map.insert(
+            "admin_token".into(),
+            if state.token.is_some() {
+                "[redacted]"
+            } else {
+                "[not configured]"
+            }
+            .into(),
+        );
+    }
+    Json(body)
 }
 
 /// `GET /admin/connections`: connection counts and in-flight requests per account.
@@ -111,7 +103,7 @@ pub async fn connections(State(state): State<Arc<AdminState>>) -> Json<serde_jso
         "tls_handshake_failures": s.tls_handshake_failures(),
         "logins_throttled": s.logins_throttled(),
         "login_sources_tracked": s.login_sources_tracked(),
-        "max_connections": state.config.max_connections,
+        "max_connections": state.config.load().max_connections,
         "correlation_size": s.correlation_len(),
         "correlation_capacity": s.correlation_capacity(),
         "accounts_in_flight": s.accounts_in_flight(),

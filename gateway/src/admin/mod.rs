@@ -19,9 +19,11 @@ pub mod readiness;
 pub mod status_page;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -35,8 +37,7 @@ use crate::Gateway;
 pub use auth::AdminToken;
 pub use error::AdminError;
 
-/// Default admin listen address.
-pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:7071";
+pub use crate::config::DEFAULT_ADMIN_ADDR;
 
 /// Re-reads the configuration and applies it (`POST /admin/reload`).
 pub type ReloadFn = Arc<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
@@ -45,7 +46,8 @@ pub type ReloadFn = Arc<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
 pub struct AdminState {
     router: Arc<Router>,
     stats: GatewayStats,
-    config: GatewayConfig,
+    config: Arc<ArcSwap<GatewayConfig>>,
+    local_addr: SocketAddr,
     token: Option<AdminToken>,
     reload: Option<ReloadFn>,
     prometheus: Option<PrometheusHandle>,
@@ -68,7 +70,8 @@ impl AdminState {
         AdminState {
             router: gateway.router(),
             stats: gateway.stats(),
-            config: gateway.config().clone(),
+            config: gateway.in_force(),
+            local_addr: gateway.local_addr(),
             token,
             reload: None,
             prometheus: None,

@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-use crate::resilience::breaker::BreakerState;
 use crate::resilience::BackendSnapshot;
 
 /// Seconds a load balancer should wait before asking again when not ready.
@@ -29,11 +28,6 @@ impl Readiness {
     }
 }
 
-/// Whether backend `b` takes new requests: active, healthy, breaker not open.
-pub fn takes_requests(b: &BackendSnapshot) -> bool {
-    b.state == "active" && b.healthy && b.breaker.state != BreakerState::Open
-}
-
 /// Evaluates readiness from the backend table and the shutdown flag.
 pub fn evaluate(backends: &[BackendSnapshot], shutting_down: bool) -> Readiness {
     let mut missing = Vec::new();
@@ -41,7 +35,7 @@ pub fn evaluate(backends: &[BackendSnapshot], shutting_down: bool) -> Readiness 
         missing.push("draining");
     }
     let active: Vec<_> = backends.iter().filter(|b| b.state == "active").collect();
-    let ready = backends.iter().filter(|b| takes_requests(b)).count();
+    let ready = backends.iter().filter(|b| b.takes_requests()).count();
     if backends.is_empty() {
         missing.push("no_backend");
     } else if active.is_empty() {
@@ -67,6 +61,7 @@ pub fn evaluate(backends: &[BackendSnapshot], shutting_down: bool) -> Readiness 
 mod tests {
     use super::*;
     use crate::resilience::breaker::BreakerCounts;
+    use crate::resilience::breaker::BreakerState;
 
     fn backend(state: &'static str, healthy: bool, breaker: BreakerState) -> BackendSnapshot {
         BackendSnapshot {

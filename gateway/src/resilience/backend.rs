@@ -1,5 +1,6 @@
-//! [`Backend`]: one order-service backend with its channel, breaker, health,
-//! bulkhead, latency and counters; [`Lease`]: the right to send it one call.
+//! [`Backend`]: one order-service backend with its upstream, breaker,
+//! health, bulkhead, latency and counters; [`Lease`]: the right to send it
+//! one call; [`run_health_checks`]: the loop that asks it how it is.
 //!
 //! The per-backend bulkhead is an in-flight counter checked against the live
 //! limit with a compare-and-swap instead of a `Semaphore`: the limit can
@@ -8,17 +9,35 @@
 //! simply not a candidate.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use hts_proto::v1::order_service_client::OrderServiceClient;
+use arc_swap::ArcSwap;
 use serde::Serialize;
-use tonic::transport::Channel;
 
-use crate::resilience::breaker::{Admission, BreakerCounts, BreakerOutcome, CircuitBreaker};
-use crate::resilience::config::ResilienceConfig;
-use crate::resilience::health::HealthState;
+use crate::resilience::breaker::{
+    Admission, BreakerConfig, BreakerCounts, BreakerOutcome, CircuitBreaker,
+};
+use crate::resilience::clock;
+use crate::resilience::health::{HealthParams, HealthState};
 use crate::resilience::latency::{Ewma, LatencyTracker};
+use crate::resilience::p2c::BalanceParams;
+use crate::upstream::{CallOutcome, Upstream};
+
+/// Parameters of the per-backend policies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackendParams {
+    /// In-flight calls per backend (its bulkhead).
+    pub max_in_flight: usize,
+    /// The circuit breaker's parameters.
+    pub breaker: BreakerConfig,
+    /// Active checks and outlier ejection.
+    pub health: HealthParams,
+    /// Load balancing.
+    pub balance: BalanceParams,
+    /// Window of the backend's latency quantiles.
+    pub latency_window: Duration,
+}
 
 /// Why an attempt was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +72,7 @@ pub struct BackendCounters {
 pub struct Backend {
     id: u64,
     url: String,
-    channel: Channel,
+    upstream: Arc<dyn Upstream>,
     draining: AtomicBool,
     removed: AtomicBool,
     in_flight: AtomicUsize,
@@ -103,20 +122,34 @@ pub struct BackendSnapshot {
     pub cancelled: u64,
 }
 
+impl BackendSnapshot {
+    /// Whether the backend takes new requests: active, healthy, breaker not open.
+    pub fn takes_requests(&self) -> bool {
+        self.state == "active"
+            && self.healthy
+            && self.breaker.state != crate::resilience::breaker::BreakerState::Open
+    }
+}
+
 impl Backend {
-    /// A backend `id` at `url` over `channel`.
-    pub fn new(id: u64, url: String, channel: Channel, cfg: &ResilienceConfig) -> Backend {
+    /// A backend `id` at `url`, reached through `upstream`.
+    pub fn new(
+        id: u64,
+        url: String,
+        upstream: Arc<dyn Upstream>,
+        params: &BackendParams,
+    ) -> Backend {
         Backend {
             id,
             url,
-            channel,
+            upstream,
             draining: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             breaker: CircuitBreaker::new(),
             health: Arc::new(HealthState::new()),
             ewma: Ewma::new(),
-            latency: LatencyTracker::new(cfg.latency_window, 0.99),
+            latency: LatencyTracker::new(params.latency_window, 0.99),
             counters: BackendCounters::default(),
         }
     }
@@ -131,14 +164,9 @@ impl Backend {
         &self.url
     }
 
-    /// The channel (clones share the connection).
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
-    }
-
-    /// An OrderService client on the channel.
-    pub fn client(&self) -> OrderServiceClient<Channel> {
-        OrderServiceClient::new(self.channel.clone())
+    /// How calls reach the backend.
+    pub fn upstream(&self) -> &Arc<dyn Upstream> {
+        &self.upstream
     }
 
     /// The health state.
@@ -181,28 +209,28 @@ impl Backend {
     }
 
     /// Whether a new call could be admitted at `now` (no slot is taken).
-    pub fn is_candidate(&self, cfg: &ResilienceConfig, now: Instant, respect_health: bool) -> bool {
+    pub fn is_candidate(&self, params: &BackendParams, now: Instant, respect_health: bool) -> bool {
         !self.is_draining()
             && !self.is_removed()
             && (!respect_health || self.health.is_healthy(now))
-            && self.in_flight() < cfg.max_in_flight_per_backend
-            && self.breaker.would_admit(&cfg.breaker(), now)
+            && self.in_flight() < params.max_in_flight
+            && self.breaker.would_admit(&params.breaker, now)
     }
 
     /// Takes a bulkhead slot and a breaker admission for one call.
     pub fn try_lease(
         self: &Arc<Self>,
-        cfg: &ResilienceConfig,
+        params: &Arc<BackendParams>,
         kind: AttemptKind,
         now: Instant,
     ) -> Option<Lease> {
-        let limit = cfg.max_in_flight_per_backend;
+        let limit = params.max_in_flight;
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
             .ok()?;
-        let Some(admission) = self.breaker.try_admit(&cfg.breaker(), now) else {
+        let Some(admission) = self.breaker.try_admit(&params.breaker, now) else {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         };
@@ -211,7 +239,7 @@ impl Backend {
             admission,
             kind,
             started: None,
-            ewma_alpha: cfg.ewma_alpha,
+            params: params.clone(),
             done: false,
         })
     }
@@ -251,19 +279,6 @@ impl Backend {
     }
 }
 
-/// How one call ended, for the backend's bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallResult {
-    /// The backend answered (any business code).
-    Answered,
-    /// Connection refused/reset or connect failure.
-    Transport,
-    /// gRPC UNAVAILABLE or another server-side failure.
-    ServerError,
-    /// The call's timeout expired.
-    Timeout,
-}
-
 /// The right to send one call to a backend: holds a bulkhead slot and a
 /// breaker admission. Mark it [`Lease::sent`] when the call goes out and
 /// [`Lease::finish`] it with the outcome; a lease dropped unfinished frees
@@ -275,7 +290,7 @@ pub struct Lease {
     kind: AttemptKind,
     /// Set when the call is actually sent.
     started: Option<Instant>,
-    ewma_alpha: f64,
+    params: Arc<BackendParams>,
     done: bool,
 }
 
@@ -298,33 +313,33 @@ impl Lease {
                 c.hedges.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.started = Some(Instant::now());
+        self.started = Some(clock::now());
     }
 
     /// Records how the call ended and releases the slot.
-    pub fn finish(mut self, result: CallResult, elapsed: Duration, cfg: &ResilienceConfig) {
+    pub fn finish(mut self, result: CallOutcome, elapsed: Duration) {
         self.done = true;
         let b = &self.backend;
-        let now = Instant::now();
+        let p = &self.params;
+        let now = clock::now();
         let outcome = match result {
-            CallResult::Answered => BreakerOutcome::Success,
+            CallOutcome::Answered => BreakerOutcome::Success,
             _ => BreakerOutcome::Failure,
         };
-        b.breaker
-            .record(&cfg.breaker(), self.admission, outcome, now);
+        b.breaker.record(&p.breaker, self.admission, outcome, now);
         b.health
-            .record_call(result == CallResult::Transport, cfg, now);
+            .record_call(result == CallOutcome::Transport, &p.health, now);
         match result {
-            CallResult::Answered => {
+            CallOutcome::Answered => {
                 b.latency.record(elapsed, now);
-                b.ewma.observe(elapsed, cfg.ewma_alpha);
+                b.ewma.observe(elapsed, p.balance.ewma_alpha);
             }
-            CallResult::Timeout => {
+            CallOutcome::Timeout => {
                 b.counters.errors.fetch_add(1, Ordering::Relaxed);
                 b.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                b.ewma.observe(elapsed, cfg.ewma_alpha);
+                b.ewma.observe(elapsed, p.balance.ewma_alpha);
             }
-            CallResult::Transport | CallResult::ServerError => {
+            CallOutcome::Transport | CallOutcome::ServerError => {
                 b.counters.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -341,10 +356,34 @@ impl Drop for Lease {
                 // A call abandoned (e.g. it lost to a hedge) took at least
                 // this long: load balancing must learn that, or a backend
                 // that always loses would look idle and fast forever.
-                b.ewma.observe(started.elapsed(), self.ewma_alpha);
+                let waited = clock::now().saturating_duration_since(started);
+                b.ewma.observe(waited, self.params.balance.ewma_alpha);
             }
         }
         b.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Checks `backend` at once (which also opens its connection before the
+/// first request needs it) and then every health interval of `params`,
+/// until it is dropped or removed.
+pub async fn run_health_checks(backend: Weak<Backend>, params: Arc<ArcSwap<BackendParams>>) {
+    let mut first = true;
+    loop {
+        let health = params.load().health;
+        if !first {
+            tokio::time::sleep(health.interval).await;
+        }
+        first = false;
+        let Some(b) = backend.upgrade() else { return };
+        if b.is_removed() {
+            return;
+        }
+        let check = b.upstream.check_health(health.timeout);
+        let state = b.health();
+        drop(b); // Do not keep a removed backend alive while waiting.
+        let passed = check.await;
+        state.record_check(passed, health.unhealthy_threshold);
     }
 }
 
@@ -352,33 +391,41 @@ impl Drop for Lease {
 mod tests {
     use super::*;
     use crate::resilience::breaker::BreakerState;
+    use crate::resilience::ResilienceConfig;
+    use crate::upstream::fake::{FakeConnector, Mode};
+    use crate::upstream::Connector as _;
 
-    fn backend(cfg: &ResilienceConfig) -> Arc<Backend> {
-        let ch = crate::routing::channel("http://127.0.0.1:1", Default::default()).unwrap();
-        Arc::new(Backend::new(1, "http://127.0.0.1:1".into(), ch, cfg))
+    fn backend(params: &BackendParams) -> Arc<Backend> {
+        let (c, urls) = FakeConnector::with(&[Mode::Ok]);
+        let up = c.connect(&urls[0]).unwrap();
+        Arc::new(Backend::new(1, urls[0].clone(), up, params))
+    }
+
+    fn params(cfg: ResilienceConfig) -> Arc<BackendParams> {
+        Arc::new(cfg.backend())
     }
 
     #[tokio::test]
     async fn bulkhead_refuses_beyond_the_limit_and_frees_on_drop() {
-        let cfg = ResilienceConfig {
+        let p = params(ResilienceConfig {
             max_in_flight_per_backend: 2,
             ..ResilienceConfig::default()
-        };
-        let b = backend(&cfg);
-        let now = Instant::now();
-        let mut l1 = b.try_lease(&cfg, AttemptKind::First, now).unwrap();
+        });
+        let b = backend(&p);
+        let now = clock::now();
+        let mut l1 = b.try_lease(&p, AttemptKind::First, now).unwrap();
         l1.sent();
-        let mut l2 = b.try_lease(&cfg, AttemptKind::Hedge, now).unwrap();
+        let mut l2 = b.try_lease(&p, AttemptKind::Hedge, now).unwrap();
         l2.sent();
-        assert!(b.try_lease(&cfg, AttemptKind::First, now).is_none());
-        assert!(!b.is_candidate(&cfg, now, true));
+        assert!(b.try_lease(&p, AttemptKind::First, now).is_none());
+        assert!(!b.is_candidate(&p, now, true));
         drop(l1);
         assert_eq!(b.in_flight(), 1);
-        let mut l3 = b.try_lease(&cfg, AttemptKind::Retry, now).unwrap();
+        let mut l3 = b.try_lease(&p, AttemptKind::Retry, now).unwrap();
         l3.sent();
         drop(l3);
         // A lease never sent counts nowhere.
-        drop(b.try_lease(&cfg, AttemptKind::Retry, now).unwrap());
+        drop(b.try_lease(&p, AttemptKind::Retry, now).unwrap());
         let s = b.snapshot(now);
         assert_eq!((s.calls, s.hedges, s.retries, s.cancelled), (3, 1, 1, 2));
         drop(l2);
@@ -386,32 +433,52 @@ mod tests {
 
     #[tokio::test]
     async fn failures_open_the_breaker_and_answers_do_not() {
-        let cfg = ResilienceConfig {
+        let p = params(ResilienceConfig {
             breaker_window: 4,
             breaker_failure_ratio: 1.0,
             ..ResilienceConfig::default()
-        };
-        let b = backend(&cfg);
-        let now = Instant::now();
+        });
+        let b = backend(&p);
+        let now = clock::now();
         for _ in 0..10 {
-            let mut l = b.try_lease(&cfg, AttemptKind::First, now).unwrap();
+            let mut l = b.try_lease(&p, AttemptKind::First, now).unwrap();
             l.sent();
-            l.finish(CallResult::Answered, Duration::from_millis(1), &cfg);
+            l.finish(CallOutcome::Answered, Duration::from_millis(1));
         }
         assert_eq!(b.breaker().state(now), BreakerState::Closed);
         for _ in 0..4 {
-            let mut l = b.try_lease(&cfg, AttemptKind::First, now).unwrap();
+            let mut l = b.try_lease(&p, AttemptKind::First, now).unwrap();
             l.sent();
-            l.finish(CallResult::Timeout, Duration::from_millis(50), &cfg);
+            l.finish(CallOutcome::Timeout, Duration::from_millis(50));
         }
-        assert_eq!(b.breaker().state(Instant::now()), BreakerState::Open);
-        assert!(b
-            .try_lease(&cfg, AttemptKind::First, Instant::now())
-            .is_none());
+        assert_eq!(b.breaker().state(clock::now()), BreakerState::Open);
+        assert!(b.try_lease(&p, AttemptKind::First, clock::now()).is_none());
         assert_eq!(b.in_flight(), 0);
-        let s = b.snapshot(Instant::now());
+        let s = b.snapshot(clock::now());
         assert_eq!((s.errors, s.timeouts), (4, 4));
         b.reset_breaker();
-        assert!(b.is_candidate(&cfg, Instant::now(), true));
+        assert!(b.is_candidate(&p, clock::now(), true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_checks_take_a_failing_backend_out_and_back() {
+        let (c, urls) = FakeConnector::with(&[Mode::Ok]);
+        let live = Arc::new(ArcSwap::from_pointee(ResilienceConfig::default().backend()));
+        let b = Arc::new(Backend::new(
+            1,
+            urls[0].clone(),
+            c.connect(&urls[0]).unwrap(),
+            &live.load(),
+        ));
+        tokio::spawn(run_health_checks(Arc::downgrade(&b), live.clone()));
+        let interval = live.load().health.interval;
+        tokio::time::sleep(interval / 2).await;
+        assert!(b.health().is_healthy(clock::now()));
+        c.get(&urls[0]).set_healthy(false);
+        tokio::time::sleep(interval * 3).await;
+        assert!(!b.health().is_healthy(clock::now()), "two failed checks");
+        c.get(&urls[0]).set_healthy(true);
+        tokio::time::sleep(interval * 2).await;
+        assert!(b.health().is_healthy(clock::now()), "one passing check");
     }
 }

@@ -1,11 +1,32 @@
-//! [`ResilienceConfig`]: every policy between the correlation table and the
-//! backends, with named defaults. Deserialisable from the `[resilience]`
-//! table of the gateway's TOML config file; durations are milliseconds in
-//! fields ending in `_ms`.
+//! [`ResilienceConfig`]: every policy setting between the correlation table
+//! and the backends, declared once.
+//!
+//! Each field is at the same time a key of the `[resilience]` table of the
+//! gateway's config file and a flag of `hts gateway` (`retry_backoff_ms` ↔
+//! `--retry-backoff-ms`), with its default in the flag's `default_value_t`
+//! (shown by `--help`) taken from a `DEFAULT_*` constant. Durations are
+//! [`Millis`] (keys ending in `_ms`). [`ResilienceConfig::default`] is those
+//! declared defaults.
+//!
+//! The policies never see this struct: each gets only its own parameters
+//! ([`ResilienceConfig::admission`], [`ResilienceConfig::retry`],
+//! [`ResilienceConfig::budget`], [`ResilienceConfig::hedge`],
+//! [`ResilienceConfig::backend`]).
 
 use std::time::Duration;
 
+use clap::Parser;
 use serde::{Deserialize, Serialize};
+
+use crate::resilience::admission::AdmissionParams;
+use crate::resilience::backend::BackendParams;
+use crate::resilience::breaker::BreakerConfig;
+use crate::resilience::budget::BudgetParams;
+use crate::resilience::health::HealthParams;
+use crate::resilience::hedge::HedgeParams;
+use crate::resilience::p2c::BalanceParams;
+use crate::resilience::retry::RetryParams;
+use crate::units::Millis;
 
 /// Default number of retries of one client request.
 pub const DEFAULT_MAX_RETRIES: u32 = 1;
@@ -70,106 +91,96 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// All resilience policies. Every field has a `DEFAULT_*` constant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// All resilience policies; see the module documentation.
+#[derive(Debug, Clone, PartialEq, Parser, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResilienceConfig {
-    /// Retries of one client request (each to a different backend).
+    /// Retries per request (each to a different backend).
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
     pub max_retries: u32,
-    /// Pause before a retry.
-    #[serde(rename = "retry_backoff_ms", with = "millis")]
-    pub retry_backoff: Duration,
+    /// Pause before a retry, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_RETRY_BACKOFF))]
+    pub retry_backoff_ms: Millis,
     /// Share of recent requests that retries and hedges may add (0.1 = 10 %).
+    #[arg(long, default_value_t = DEFAULT_RETRY_BUDGET_RATIO)]
     pub retry_budget_ratio: f32,
     /// Retries per second always allowed on top of the ratio.
+    #[arg(long, default_value_t = DEFAULT_RETRY_BUDGET_MIN_PER_SEC)]
     pub retry_budget_min_per_sec: u32,
-    /// Window of the retry budget (1–60 s).
-    #[serde(rename = "retry_budget_window_ms", with = "millis")]
-    pub retry_budget_window: Duration,
-    /// Whether slow attempts of requests with a request_id are hedged.
+    /// Window of the retry budget, in milliseconds (1000-60000).
+    #[arg(long, default_value_t = Millis(DEFAULT_RETRY_BUDGET_WINDOW))]
+    pub retry_budget_window_ms: Millis,
+    /// Hedge slow requests that carry a request_id (true/false).
+    #[arg(long, default_value_t = DEFAULT_HEDGING, action = clap::ArgAction::Set)]
     pub hedging: bool,
-    /// Lower bound of the hedge delay.
-    #[serde(rename = "hedge_min_delay_ms", with = "millis")]
-    pub hedge_min_delay: Duration,
-    /// Upper bound of the hedge delay.
-    #[serde(rename = "hedge_max_delay_ms", with = "millis")]
-    pub hedge_max_delay: Duration,
-    /// Quantile of the pool's recent latency used as hedge delay.
+    /// Lower bound of the hedge delay, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_HEDGE_MIN_DELAY))]
+    pub hedge_min_delay_ms: Millis,
+    /// Upper bound of the hedge delay, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_HEDGE_MAX_DELAY))]
+    pub hedge_max_delay_ms: Millis,
+    /// Quantile of the pool's recent latency used as the hedge delay (0-1).
+    #[arg(long, default_value_t = DEFAULT_HEDGE_QUANTILE)]
     pub hedge_quantile: f64,
-    /// Length of the rotating latency window.
-    #[serde(rename = "latency_window_ms", with = "millis")]
-    pub latency_window: Duration,
-    /// Recent calls per backend the breaker evaluates; also the minimum volume.
+    /// Length of the rotating latency window, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_LATENCY_WINDOW))]
+    pub latency_window_ms: Millis,
+    /// Recent calls per backend the breaker evaluates (and its minimum volume).
+    #[arg(long, default_value_t = DEFAULT_BREAKER_WINDOW)]
     pub breaker_window: usize,
-    /// Failure ratio (0–1] at which a backend's breaker opens.
+    /// Failure ratio (0-1] at which a backend's breaker opens.
+    #[arg(long, default_value_t = DEFAULT_BREAKER_FAILURE_RATIO)]
     pub breaker_failure_ratio: f64,
-    /// Time an open breaker waits before half-open.
-    #[serde(rename = "breaker_delay_ms", with = "millis")]
-    pub breaker_delay: Duration,
-    /// Cap of the doubled open delay after failed probes.
-    #[serde(rename = "breaker_max_delay_ms", with = "millis")]
-    pub breaker_max_delay: Duration,
+    /// Time an open breaker waits before half-open, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_BREAKER_DELAY))]
+    pub breaker_delay_ms: Millis,
+    /// Cap of the doubled open period after failed probes, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_BREAKER_MAX_DELAY))]
+    pub breaker_max_delay_ms: Millis,
     /// Probe calls a half-open breaker lets through; all must succeed to close.
+    #[arg(long, default_value_t = DEFAULT_BREAKER_HALF_OPEN_PROBES)]
     pub breaker_half_open_probes: u32,
     /// In-flight calls per backend; beyond it the backend takes no more.
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT_PER_BACKEND)]
     pub max_in_flight_per_backend: usize,
     /// Client requests in flight towards backends over the whole gateway.
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT_GLOBAL)]
     pub max_in_flight_global: usize,
     /// Sustained requests per second per account (0 = no limit).
+    #[arg(long, default_value_t = DEFAULT_ACCOUNT_RATE_PER_SEC)]
     pub account_rate_per_sec: u32,
     /// Burst per account.
+    #[arg(long, default_value_t = DEFAULT_ACCOUNT_BURST)]
     pub account_burst: u32,
-    /// Interval of active gRPC health checks.
-    #[serde(rename = "health_interval_ms", with = "millis")]
-    pub health_interval: Duration,
-    /// Timeout of one health check.
-    #[serde(rename = "health_timeout_ms", with = "millis")]
-    pub health_timeout: Duration,
+    /// Interval of active gRPC health checks, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_HEALTH_INTERVAL))]
+    pub health_interval_ms: Millis,
+    /// Timeout of one health check, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_HEALTH_TIMEOUT))]
+    pub health_timeout_ms: Millis,
     /// Consecutive failed health checks that take a backend out of the pool.
+    #[arg(long, default_value_t = DEFAULT_HEALTH_UNHEALTHY_THRESHOLD)]
     pub health_unhealthy_threshold: u32,
     /// Consecutive transport failures that eject a backend (0 = off).
+    #[arg(long, default_value_t = DEFAULT_OUTLIER_CONSECUTIVE_FAILURES)]
     pub outlier_consecutive_failures: u32,
-    /// Time an ejected outlier stays out.
-    #[serde(rename = "outlier_ejection_ms", with = "millis")]
-    pub outlier_ejection: Duration,
-    /// Weight of the newest sample in each backend's latency EWMA.
+    /// Time an ejected outlier stays out, in milliseconds.
+    #[arg(long, default_value_t = Millis(DEFAULT_OUTLIER_EJECTION))]
+    pub outlier_ejection_ms: Millis,
+    /// Weight of the newest sample in each backend's latency EWMA (0-1].
+    #[arg(long, default_value_t = DEFAULT_EWMA_ALPHA)]
     pub ewma_alpha: f64,
-    /// A backend's EWMA halves for every this long without a sample (so an
-    /// avoided backend is tried again); 0 = never fades.
-    #[serde(rename = "ewma_half_life_ms", with = "millis")]
-    pub ewma_half_life: Duration,
+    /// A backend's EWMA halves for every this long without a sample, in
+    /// milliseconds (so an avoided backend is tried again); 0 = never fades.
+    #[arg(long, default_value_t = Millis(DEFAULT_EWMA_HALF_LIFE))]
+    pub ewma_half_life_ms: Millis,
 }
 
 impl Default for ResilienceConfig {
+    /// The declared defaults (each flag's `default_value_t`).
     fn default() -> ResilienceConfig {
-        ResilienceConfig {
-            max_retries: DEFAULT_MAX_RETRIES,
-            retry_backoff: DEFAULT_RETRY_BACKOFF,
-            retry_budget_ratio: DEFAULT_RETRY_BUDGET_RATIO,
-            retry_budget_min_per_sec: DEFAULT_RETRY_BUDGET_MIN_PER_SEC,
-            retry_budget_window: DEFAULT_RETRY_BUDGET_WINDOW,
-            hedging: DEFAULT_HEDGING,
-            hedge_min_delay: DEFAULT_HEDGE_MIN_DELAY,
-            hedge_max_delay: DEFAULT_HEDGE_MAX_DELAY,
-            hedge_quantile: DEFAULT_HEDGE_QUANTILE,
-            latency_window: DEFAULT_LATENCY_WINDOW,
-            breaker_window: DEFAULT_BREAKER_WINDOW,
-            breaker_failure_ratio: DEFAULT_BREAKER_FAILURE_RATIO,
-            breaker_delay: DEFAULT_BREAKER_DELAY,
-            breaker_max_delay: DEFAULT_BREAKER_MAX_DELAY,
-            breaker_half_open_probes: DEFAULT_BREAKER_HALF_OPEN_PROBES,
-            max_in_flight_per_backend: DEFAULT_MAX_IN_FLIGHT_PER_BACKEND,
-            max_in_flight_global: DEFAULT_MAX_IN_FLIGHT_GLOBAL,
-            account_rate_per_sec: DEFAULT_ACCOUNT_RATE_PER_SEC,
-            account_burst: DEFAULT_ACCOUNT_BURST,
-            health_interval: DEFAULT_HEALTH_INTERVAL,
-            health_timeout: DEFAULT_HEALTH_TIMEOUT,
-            health_unhealthy_threshold: DEFAULT_HEALTH_UNHEALTHY_THRESHOLD,
-            outlier_consecutive_failures: DEFAULT_OUTLIER_CONSECUTIVE_FAILURES,
-            outlier_ejection: DEFAULT_OUTLIER_EJECTION,
-            ewma_alpha: DEFAULT_EWMA_ALPHA,
-            ewma_half_life: DEFAULT_EWMA_HALF_LIFE,
-        }
+        ResilienceConfig::try_parse_from(["defaults"])
+            .expect("the declared defaults of every resilience flag parse")
     }
 }
 
@@ -182,7 +193,7 @@ impl ResilienceConfig {
                 reason: reason.into(),
             })
         }
-        let window = self.retry_budget_window;
+        let window = *self.retry_budget_window_ms;
         if window < Duration::from_secs(1) || window > Duration::from_secs(60) {
             return bad("retry_budget_window_ms", "must be between 1000 and 60000");
         }
@@ -192,13 +203,13 @@ impl ResilienceConfig {
         if self.retry_budget_min_per_sec >= i32::MAX as u32 {
             return bad("retry_budget_min_per_sec", "too large");
         }
-        if self.hedge_min_delay > self.hedge_max_delay {
+        if self.hedge_min_delay_ms > self.hedge_max_delay_ms {
             return bad("hedge_min_delay_ms", "must not exceed hedge_max_delay_ms");
         }
         if !(0.0..=1.0).contains(&self.hedge_quantile) {
             return bad("hedge_quantile", "must be between 0 and 1");
         }
-        if self.latency_window.is_zero() {
+        if self.latency_window_ms.is_zero() {
             return bad("latency_window_ms", "must be positive");
         }
         if self.breaker_window == 0 {
@@ -216,7 +227,7 @@ impl ResilienceConfig {
         if self.account_rate_per_sec > 0 && self.account_burst == 0 {
             return bad("account_burst", "must be positive when a rate is set");
         }
-        if self.health_interval.is_zero() || self.health_timeout.is_zero() {
+        if self.health_interval_ms.is_zero() || self.health_timeout_ms.is_zero() {
             return bad("health_*_ms", "must be positive");
         }
         if self.ewma_alpha.is_nan() || self.ewma_alpha <= 0.0 || self.ewma_alpha > 1.0 {
@@ -225,30 +236,73 @@ impl ResilienceConfig {
         Ok(())
     }
 
-    /// The breaker's part of the configuration.
-    pub fn breaker(&self) -> crate::resilience::breaker::BreakerConfig {
-        crate::resilience::breaker::BreakerConfig {
+    /// The admission policy's parameters.
+    pub fn admission(&self) -> AdmissionParams {
+        AdmissionParams {
+            max_in_flight: self.max_in_flight_global,
+            account_rate_per_sec: self.account_rate_per_sec,
+            account_burst: self.account_burst,
+        }
+    }
+
+    /// The retry policy's parameters.
+    pub fn retry(&self) -> RetryParams {
+        RetryParams {
+            max_retries: self.max_retries,
+            backoff: *self.retry_backoff_ms,
+        }
+    }
+
+    /// The retry budget's parameters (shared by retries and hedges).
+    pub fn budget(&self) -> BudgetParams {
+        BudgetParams {
+            window: *self.retry_budget_window_ms,
+            min_per_sec: self.retry_budget_min_per_sec,
+            ratio: self.retry_budget_ratio,
+        }
+    }
+
+    /// The hedging policy's parameters.
+    pub fn hedge(&self) -> HedgeParams {
+        HedgeParams {
+            enabled: self.hedging,
+            min_delay: *self.hedge_min_delay_ms,
+            max_delay: *self.hedge_max_delay_ms,
+            quantile: self.hedge_quantile,
+            latency_window: *self.latency_window_ms,
+        }
+    }
+
+    /// The breaker's parameters.
+    pub fn breaker(&self) -> BreakerConfig {
+        BreakerConfig {
             window: self.breaker_window,
             failure_ratio: self.breaker_failure_ratio,
-            delay: self.breaker_delay,
-            max_delay: self.breaker_max_delay,
+            delay: *self.breaker_delay_ms,
+            max_delay: *self.breaker_max_delay_ms,
             half_open_probes: self.breaker_half_open_probes,
         }
     }
-}
 
-/// `Duration` as integer milliseconds in config files.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
+    /// The per-backend policies' parameters: bulkhead, breaker, health and
+    /// load balancing.
+    pub fn backend(&self) -> BackendParams {
+        BackendParams {
+            max_in_flight: self.max_in_flight_per_backend,
+            breaker: self.breaker(),
+            health: HealthParams {
+                interval: *self.health_interval_ms,
+                timeout: *self.health_timeout_ms,
+                unhealthy_threshold: self.health_unhealthy_threshold,
+                outlier_consecutive_failures: self.outlier_consecutive_failures,
+                outlier_ejection: *self.outlier_ejection_ms,
+            },
+            balance: BalanceParams {
+                ewma_alpha: self.ewma_alpha,
+                ewma_half_life: *self.ewma_half_life_ms,
+            },
+            latency_window: *self.latency_window_ms,
+        }
     }
 }
 
@@ -260,14 +314,15 @@ mod tests {
     fn defaults_match_the_design() {
         let c = ResilienceConfig::default();
         assert_eq!(c.max_retries, 1);
-        assert_eq!(c.retry_backoff, Duration::from_millis(10));
+        assert_eq!(*c.retry_backoff_ms, Duration::from_millis(10));
         assert!((c.retry_budget_ratio - 0.1).abs() < f32::EPSILON);
-        assert_eq!(c.retry_budget_window, Duration::from_secs(10));
+        assert_eq!(*c.retry_budget_window_ms, Duration::from_secs(10));
         assert_eq!(c.breaker_window, 50);
         assert!((c.breaker_failure_ratio - 0.2).abs() < f64::EPSILON);
-        assert_eq!(c.breaker_delay, Duration::from_secs(30));
+        assert_eq!(*c.breaker_delay_ms, Duration::from_secs(30));
         assert_eq!(c.max_in_flight_per_backend, 128);
         assert!(c.hedging);
+        assert_eq!(*c.ewma_half_life_ms, DEFAULT_EWMA_HALF_LIFE);
         c.validate().unwrap();
     }
 
@@ -276,21 +331,47 @@ mod tests {
         let c: ResilienceConfig =
             toml::from_str("max_retries = 2\nbreaker_delay_ms = 1000\nhedging = false\n").unwrap();
         assert_eq!(c.max_retries, 2);
-        assert_eq!(c.breaker_delay, Duration::from_secs(1));
+        assert_eq!(*c.breaker_delay_ms, Duration::from_secs(1));
         assert!(!c.hedging);
         assert_eq!(c.breaker_window, DEFAULT_BREAKER_WINDOW);
         assert!(toml::from_str::<ResilienceConfig>("no_such_key = 1").is_err());
     }
 
     #[test]
+    fn every_key_is_also_a_flag() {
+        let c = ResilienceConfig::try_parse_from([
+            "gateway",
+            "--hedging",
+            "false",
+            "--retry-budget-window-ms",
+            "2000",
+            "--ewma-alpha",
+            "0.5",
+        ])
+        .unwrap();
+        assert!(!c.hedging);
+        assert_eq!(*c.retry_budget_window_ms, Duration::from_secs(2));
+        assert!((c.ewma_alpha - 0.5).abs() < f64::EPSILON);
+        // Every serialised key has a flag of the same name.
+        let keys = serde_json::to_value(&c).unwrap();
+        let command = <ResilienceConfig as clap::CommandFactory>::command();
+        for key in keys.as_object().unwrap().keys() {
+            assert!(
+                command.get_arguments().any(|a| a.get_id() == key.as_str()),
+                "{key} has no flag"
+            );
+        }
+    }
+
+    #[test]
     fn validation_refuses_bad_values() {
         let c = ResilienceConfig {
-            retry_budget_window: Duration::from_millis(10),
+            retry_budget_window_ms: Millis(Duration::from_millis(10)),
             ..ResilienceConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "retry_budget_window_ms");
         let c = ResilienceConfig {
-            hedge_min_delay: Duration::from_secs(1),
+            hedge_min_delay_ms: Millis(Duration::from_secs(1)),
             ..ResilienceConfig::default()
         };
         assert!(c.validate().is_err());

@@ -1,29 +1,33 @@
-//! Backend health: active `grpc.health.v1` checks and passive outlier
-//! detection, combined in one [`HealthState`] per backend.
+//! Backend health: active checks and passive outlier detection, combined
+//! in one [`HealthState`] per backend.
 //!
-//! * Active: every `health_interval` the backend's `hts.v1.OrderService`
-//!   health is asked (timeout `health_timeout`); `health_unhealthy_threshold`
-//!   failed checks in a row take it out of the pool, one passing check brings
-//!   it back.
+//! * Active: every `interval` the backend is asked for its health (the
+//!   upstream's `grpc.health.v1` check, bounded by `timeout`);
+//!   `unhealthy_threshold` failed checks in a row take it out of the pool,
+//!   one passing check brings it back. The loop that asks lives with the
+//!   backend ([`crate::resilience::backend`]); this module only keeps score.
 //! * Passive: `outlier_consecutive_failures` transport failures in a row
 //!   (refused, reset) eject it for `outlier_ejection`; any answer resets the
 //!   count.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
-
-use crate::resilience::backend::Backend;
-use crate::resilience::config::ResilienceConfig;
-use crate::resilience::Live;
-
-/// The gRPC service name whose health is checked.
-pub const CHECKED_SERVICE: &str = "hts.v1.OrderService";
+/// Parameters of the health policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthParams {
+    /// Interval of active health checks.
+    pub interval: Duration,
+    /// Timeout of one health check.
+    pub timeout: Duration,
+    /// Consecutive failed checks that take a backend out of the pool.
+    pub unhealthy_threshold: u32,
+    /// Consecutive transport failures that eject a backend (0 = off).
+    pub outlier_consecutive_failures: u32,
+    /// Time an ejected outlier stays out.
+    pub outlier_ejection: Duration,
+}
 
 /// Health of one backend, updated by checks and by call outcomes.
 #[derive(Debug, Default)]
@@ -86,7 +90,7 @@ impl HealthState {
 
     /// Records a call outcome for outlier detection: `transport_failure` is
     /// a refused/reset connection; anything else (an answer) resets the count.
-    pub fn record_call(&self, transport_failure: bool, cfg: &ResilienceConfig, now: Instant) {
+    pub fn record_call(&self, transport_failure: bool, params: &HealthParams, now: Instant) {
         if !transport_failure {
             self.consecutive_transport_failures
                 .store(0, Ordering::Release);
@@ -96,56 +100,26 @@ impl HealthState {
             .consecutive_transport_failures
             .fetch_add(1, Ordering::AcqRel)
             + 1;
-        if cfg.outlier_consecutive_failures > 0 && n >= cfg.outlier_consecutive_failures {
+        if params.outlier_consecutive_failures > 0 && n >= params.outlier_consecutive_failures {
             self.consecutive_transport_failures
                 .store(0, Ordering::Release);
             let mut until = self.ejected_until.lock().unwrap_or_else(|e| e.into_inner());
-            *until = Some(now + cfg.outlier_ejection);
+            *until = Some(now + params.outlier_ejection);
             self.ejections.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(failures = n, "backend ejected as an outlier");
         }
     }
 }
 
-/// One active health check of `channel`; `true` when it reports SERVING.
-pub async fn check(channel: Channel, timeout: Duration) -> bool {
-    let mut client = HealthClient::new(channel);
-    let mut req = tonic::Request::new(HealthCheckRequest {
-        service: CHECKED_SERVICE.to_owned(),
-    });
-    req.set_timeout(timeout);
-    match tokio::time::timeout(timeout, client.check(req)).await {
-        Ok(Ok(resp)) => resp.into_inner().status == ServingStatus::Serving as i32,
-        _ => false,
-    }
-}
-
-/// Checks `backend` at once (which also opens its connection before the
-/// first request needs it) and then every `health_interval`, until it is
-/// dropped or removed.
-pub async fn run_checks(backend: Weak<Backend>, live: std::sync::Arc<Live>) {
-    let mut first = true;
-    loop {
-        if !first {
-            tokio::time::sleep(live.config().health_interval).await;
-        }
-        first = false;
-        let Some(b) = backend.upgrade() else { return };
-        if b.is_removed() {
-            return;
-        }
-        let cfg = live.config();
-        let channel = b.channel();
-        let healthy = b.health();
-        drop(b); // Do not keep a removed backend alive while waiting.
-        let passed = check(channel, cfg.health_timeout).await;
-        healthy.record_check(passed, cfg.health_unhealthy_threshold);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn params() -> HealthParams {
+        crate::resilience::ResilienceConfig::default()
+            .backend()
+            .health
+    }
 
     #[test]
     fn active_checks_eject_after_threshold_and_rejoin_on_success() {
@@ -162,10 +136,10 @@ mod tests {
 
     #[test]
     fn consecutive_transport_failures_eject_for_a_while() {
-        let cfg = ResilienceConfig {
+        let cfg = HealthParams {
             outlier_consecutive_failures: 3,
             outlier_ejection: Duration::from_secs(5),
-            ..ResilienceConfig::default()
+            ..params()
         };
         let h = HealthState::new();
         let now = Instant::now();
@@ -183,9 +157,9 @@ mod tests {
 
     #[test]
     fn zero_threshold_disables_outlier_detection() {
-        let cfg = ResilienceConfig {
+        let cfg = HealthParams {
             outlier_consecutive_failures: 0,
-            ..ResilienceConfig::default()
+            ..params()
         };
         let h = HealthState::new();
         let now = Instant::now();
@@ -193,11 +167,5 @@ mod tests {
             h.record_call(true, &cfg, now);
         }
         assert!(h.is_healthy(now));
-    }
-
-    #[tokio::test]
-    async fn check_of_an_unreachable_backend_fails() {
-        let ch = crate::routing::channel("http://127.0.0.1:1", Default::default()).unwrap();
-        assert!(!check(ch, Duration::from_millis(200)).await);
     }
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::resilience::clock;
+
 /// Highest latency recorded (larger samples are clamped), in microseconds.
 const MAX_MICROS: u64 = 60_000_000;
 /// How often cached quantiles are recomputed.
@@ -61,7 +63,7 @@ impl LatencyTracker {
             inner: Mutex::new(Inner {
                 current: histogram(),
                 previous: histogram(),
-                window_start: Instant::now(),
+                window_start: clock::now(),
                 computed_at: None,
                 cached: Quantiles::default(),
             }),
@@ -149,13 +151,13 @@ impl Ewma {
         Ewma {
             bits: AtomicU64::new(0f64.to_bits()),
             last: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: clock::now(),
         }
     }
 
     /// Folds in one sample with weight `alpha`.
     pub fn observe(&self, sample: Duration, alpha: f64) {
-        let since = Instant::now().saturating_duration_since(self.epoch);
+        let since = clock::now().saturating_duration_since(self.epoch);
         self.last.store(
             u64::try_from(since.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Release,

@@ -7,7 +7,19 @@
 //! not draining, breaker admitting, not already tried), so the choice itself
 //! is a small pure function.
 
+use std::time::Duration;
+
 use rand::Rng;
+
+/// Parameters of load balancing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BalanceParams {
+    /// Weight of the newest sample in each backend's latency EWMA.
+    pub ewma_alpha: f64,
+    /// A backend's EWMA halves for every this long without a sample (so an
+    /// avoided backend is tried again); zero: never fades.
+    pub ewma_half_life: Duration,
+}
 
 /// The load score of a backend with `in_flight` calls and latency EWMA
 /// `ewma_micros` (0 when it has no samples yet).

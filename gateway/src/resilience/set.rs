@@ -5,6 +5,13 @@
 //! its own `Arc<Backend>` (inside its [`Lease`]), so removing a backend never
 //! fails a call already in flight. Draining stops new calls at once and
 //! removes the backend once its in-flight calls have finished.
+//!
+//! Two sources change the set, under one rule (docs/operations.md, "Reload
+//! and admin changes"): the admin API acts on single backends, and a config
+//! reload applies only what the file *changed* since it was last applied
+//! ([`BackendSet::apply_file_change`]): backends it newly lists are added,
+//! backends it no longer lists are drained, and a backend it still lists is
+//! left as the admin API left it (a drained one stays drained).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,11 +20,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rand::thread_rng;
 
-use crate::resilience::backend::{AttemptKind, Backend, BackendSnapshot, Lease};
+use crate::resilience::backend::{
+    run_health_checks, AttemptKind, Backend, BackendParams, BackendSnapshot, Lease,
+};
 use crate::resilience::breaker::BreakerState;
-use crate::resilience::config::ResilienceConfig;
-use crate::resilience::{health, p2c, Live};
-use crate::routing::{channel, BackendSettings, RoutingError};
+use crate::resilience::{clock, p2c};
+use crate::upstream::{Connector, InvalidUrl};
 
 /// How often a draining backend's in-flight count is checked.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -30,7 +38,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 pub enum SetError {
     /// The URL cannot be used.
     #[error(transparent)]
-    Routing(#[from] RoutingError),
+    InvalidUrl(#[from] InvalidUrl),
     /// No backend has this id.
     #[error("no backend with id {0}")]
     UnknownBackend(u64),
@@ -58,23 +66,24 @@ pub enum NoBackend {
 pub struct BackendSet {
     table: ArcSwap<Vec<Arc<Backend>>>,
     next_id: AtomicU64,
-    settings: BackendSettings,
-    live: Arc<Live>,
+    connector: Arc<dyn Connector>,
+    params: Arc<ArcSwap<BackendParams>>,
     edit: Mutex<()>,
 }
 
 impl BackendSet {
-    /// A set of `urls`. Must run inside a Tokio runtime (health checks).
+    /// A set of `urls` reached through `connector`, with the per-backend
+    /// policies' `params`. Must run inside a Tokio runtime (health checks).
     pub fn new<S: AsRef<str>>(
         urls: &[S],
-        settings: BackendSettings,
-        live: Arc<Live>,
+        connector: Arc<dyn Connector>,
+        params: BackendParams,
     ) -> Result<Arc<BackendSet>, SetError> {
         let set = Arc::new(BackendSet {
             table: ArcSwap::from_pointee(Vec::new()),
             next_id: AtomicU64::new(1),
-            settings,
-            live,
+            connector,
+            params: Arc::new(ArcSwap::from_pointee(params)),
             edit: Mutex::new(()),
         });
         for url in urls {
@@ -85,6 +94,16 @@ impl BackendSet {
 
     fn lock(&self) -> MutexGuard<'_, ()> {
         self.edit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Switches every backend to `params` (limits, breaker, health, balance).
+    pub fn reconfigure(&self, params: BackendParams) {
+        self.params.store(Arc::new(params));
+    }
+
+    /// The per-backend policies' parameters in force.
+    pub fn params(&self) -> Arc<BackendParams> {
+        self.params.load_full()
     }
 
     /// The backends currently in the table (draining ones included).
@@ -99,17 +118,12 @@ impl BackendSet {
         if current.iter().any(|b| b.url() == url && !b.is_draining()) {
             return Err(SetError::Duplicate(url.to_owned()));
         }
-        let channel = channel(url, self.settings)?;
+        let upstream = self.connector.connect(url)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let backend = Arc::new(Backend::new(
-            id,
-            url.to_owned(),
-            channel,
-            &self.live.config(),
-        ));
-        tokio::spawn(health::run_checks(
+        let backend = Arc::new(Backend::new(id, url.to_owned(), upstream, &self.params()));
+        tokio::spawn(run_health_checks(
             Arc::downgrade(&backend),
-            self.live.clone(),
+            self.params.clone(),
         ));
         let mut next = Vec::with_capacity(current.len() + 1);
         next.extend(current.iter().cloned());
@@ -127,7 +141,7 @@ impl BackendSet {
         tracing::info!(id, url = backend.url(), "backend draining");
         let set = Arc::downgrade(self);
         tokio::spawn(async move {
-            let started = Instant::now();
+            let started = tokio::time::Instant::now();
             while backend.in_flight() > 0 && started.elapsed() < DRAIN_LIMIT {
                 tokio::time::sleep(DRAIN_POLL).await;
             }
@@ -161,27 +175,49 @@ impl BackendSet {
         Ok(())
     }
 
-    /// Makes the set hold exactly `urls`: adds the missing ones and drains
-    /// those not listed (config reload).
-    pub fn apply_urls<S: AsRef<str>>(self: &Arc<Self>, urls: &[S]) -> Result<(), SetError> {
-        // Validate every URL before changing anything.
-        for u in urls {
-            channel(u.as_ref(), self.settings)?;
+    /// Applies a config reload's change of the backend list from
+    /// `previous` to `next` (see the module documentation): adds what
+    /// `next` newly lists, drains what it no longer lists, and leaves
+    /// every backend both list as it is. Every new URL is checked before
+    /// anything changes.
+    pub fn apply_file_change<S: AsRef<str>>(
+        self: &Arc<Self>,
+        previous: &[S],
+        next: &[S],
+    ) -> Result<(), SetError> {
+        let listed = |list: &[S], url: &str| list.iter().any(|u| u.as_ref() == url);
+        let added: Vec<&str> = next
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|u| !listed(previous, u))
+            .collect();
+        for url in &added {
+            self.connector.connect(url)?;
         }
-        let current = self.table.load_full();
-        for b in current.iter() {
-            if !b.is_draining() && !urls.iter().any(|u| u.as_ref() == b.url()) {
-                self.drain_backend(b.id())?;
+        for gone in previous
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|u| !listed(next, u))
+        {
+            let ids: Vec<u64> = self
+                .table
+                .load()
+                .iter()
+                .filter(|b| b.url() == gone && !b.is_draining())
+                .map(|b| b.id())
+                .collect();
+            for id in ids {
+                self.drain_backend(id)?;
             }
         }
-        for u in urls {
+        for url in added {
             let present = self
                 .table
                 .load()
                 .iter()
-                .any(|b| b.url() == u.as_ref() && !b.is_draining());
+                .any(|b| b.url() == url && !b.is_draining());
             if !present {
-                self.add_backend(u.as_ref())?;
+                self.add_backend(url)?;
             }
         }
         Ok(())
@@ -189,7 +225,7 @@ impl BackendSet {
 
     /// Per-backend state as of now.
     pub fn snapshot(&self) -> Vec<BackendSnapshot> {
-        let now = Instant::now();
+        let now = clock::now();
         self.table.load().iter().map(|b| b.snapshot(now)).collect()
     }
 
@@ -205,23 +241,28 @@ impl BackendSet {
         &self,
         exclude: &[u64],
         kind: AttemptKind,
-        cfg: &ResilienceConfig,
         now: Instant,
     ) -> Result<Lease, NoBackend> {
+        let params = self.params();
         let table = self.table.load();
         let open = |b: &Arc<Backend>| !exclude.contains(&b.id()) && !b.is_draining();
         let panic = !table.iter().any(|b| b.health().is_healthy(now));
         let mut candidates: Vec<&Arc<Backend>> = table
             .iter()
-            .filter(|b| open(b) && b.is_candidate(cfg, now, !panic))
+            .filter(|b| open(b) && b.is_candidate(&params, now, !panic))
             .collect();
         let mut rng = thread_rng();
         while let Some(i) = p2c::pick(
             &candidates,
-            |b| p2c::score(b.in_flight(), b.ewma_micros(now, cfg.ewma_half_life)),
+            |b| {
+                p2c::score(
+                    b.in_flight(),
+                    b.ewma_micros(now, params.balance.ewma_half_life),
+                )
+            },
             &mut rng,
         ) {
-            if let Some(lease) = candidates[i].try_lease(cfg, kind, now) {
+            if let Some(lease) = candidates[i].try_lease(&params, kind, now) {
                 return Ok(lease);
             }
             candidates.swap_remove(i);
@@ -236,7 +277,7 @@ impl BackendSet {
             Err(NoBackend::AllOpen)
         } else if remaining
             .iter()
-            .all(|b| b.in_flight() >= cfg.max_in_flight_per_backend)
+            .all(|b| b.in_flight() >= params.max_in_flight)
         {
             Err(NoBackend::AllBusy)
         } else {
@@ -248,29 +289,39 @@ impl BackendSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resilience::backend::CallResult;
+    use crate::resilience::ResilienceConfig;
+    use crate::upstream::fake::{FakeConnector, Mode};
+    use crate::upstream::CallOutcome;
 
-    fn set(urls: &[&str], cfg: ResilienceConfig) -> Arc<BackendSet> {
-        let live = Arc::new(Live::new(cfg).unwrap());
-        BackendSet::new(urls, BackendSettings::default(), live).unwrap()
+    fn set(n: usize, cfg: ResilienceConfig) -> (Arc<BackendSet>, Vec<String>) {
+        let (c, urls) = FakeConnector::with(&vec![Mode::Ok; n]);
+        let set = BackendSet::new(&urls, c, cfg.backend()).unwrap();
+        (set, urls)
     }
 
-    const A: &str = "http://127.0.0.1:1";
-    const B: &str = "http://127.0.0.1:2";
-    const C: &str = "http://127.0.0.1:3";
+    fn active(s: &BackendSet) -> Vec<String> {
+        s.snapshot()
+            .into_iter()
+            .filter(|b| b.state == "active")
+            .map(|b| b.url)
+            .collect()
+    }
 
     #[tokio::test]
     async fn add_remove_and_unknown_ids() {
-        let s = set(&[A], ResilienceConfig::default());
-        let b = s.add_backend(B).unwrap();
-        assert!(matches!(s.add_backend(B), Err(SetError::Duplicate(_))));
+        let (s, urls) = set(1, ResilienceConfig::default());
+        let b = s.add_backend("http://fake:9").unwrap();
+        assert!(matches!(
+            s.add_backend("http://fake:9"),
+            Err(SetError::Duplicate(_))
+        ));
         assert!(matches!(
             s.add_backend("not a url"),
-            Err(SetError::Routing(_))
+            Err(SetError::InvalidUrl(_))
         ));
         assert_eq!(s.snapshot().len(), 2);
         s.remove_backend(b).unwrap();
-        assert_eq!(s.snapshot().len(), 1);
+        assert_eq!(active(&s), urls);
         assert!(matches!(
             s.remove_backend(b),
             Err(SetError::UnknownBackend(_))
@@ -283,44 +334,39 @@ mod tests {
 
     #[tokio::test]
     async fn removing_a_backend_does_not_fail_its_in_flight_call() {
-        let cfg = ResilienceConfig::default();
-        let s = set(&[A], cfg.clone());
-        let lease = s
-            .choose(&[], AttemptKind::First, &cfg, Instant::now())
-            .unwrap();
+        let (s, urls) = set(1, ResilienceConfig::default());
+        let lease = s.choose(&[], AttemptKind::First, clock::now()).unwrap();
         let id = lease.backend().id();
         s.remove_backend(id).unwrap();
-        // The call still has its backend and channel and completes normally.
-        assert_eq!(lease.backend().url(), A);
+        // The call still has its backend and upstream and completes normally.
+        assert_eq!(lease.backend().url(), urls[0]);
         assert_eq!(lease.backend().in_flight(), 1);
         let backend = lease.backend().clone();
-        lease.finish(CallResult::Answered, Duration::from_millis(1), &cfg);
+        lease.finish(CallOutcome::Answered, Duration::from_millis(1));
         assert_eq!(backend.in_flight(), 0);
-        assert_eq!(backend.snapshot(Instant::now()).errors, 0);
+        assert_eq!(backend.snapshot(clock::now()).errors, 0);
         // No new call goes to it.
         assert_eq!(
-            s.choose(&[], AttemptKind::First, &cfg, Instant::now())
-                .unwrap_err(),
+            s.choose(&[], AttemptKind::First, clock::now()).unwrap_err(),
             NoBackend::Empty
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn draining_takes_no_new_calls_and_leaves_after_in_flight_finish() {
-        let cfg = ResilienceConfig::default();
-        let s = set(&[A, B], cfg.clone());
+        let (s, _) = set(2, ResilienceConfig::default());
         let ids: Vec<u64> = s.snapshot().iter().map(|b| b.id).collect();
-        let now = Instant::now();
-        // Hold a call on A.
+        let now = clock::now();
+        // Hold a call on the first.
         let held = loop {
-            let l = s.choose(&[], AttemptKind::First, &cfg, now).unwrap();
+            let l = s.choose(&[], AttemptKind::First, now).unwrap();
             if l.backend().id() == ids[0] {
                 break l;
             }
         };
         s.drain_backend(ids[0]).unwrap();
         for _ in 0..50 {
-            let l = s.choose(&[], AttemptKind::First, &cfg, now).unwrap();
+            let l = s.choose(&[], AttemptKind::First, now).unwrap();
             assert_eq!(l.backend().id(), ids[1], "draining backend got a call");
         }
         tokio::time::sleep(DRAIN_POLL * 5).await;
@@ -330,59 +376,63 @@ mod tests {
             "still there while a call is in flight"
         );
         assert_eq!(s.snapshot()[0].state, "draining");
-        held.finish(CallResult::Answered, Duration::from_millis(1), &cfg);
-        for _ in 0..100 {
-            if s.snapshot().len() == 1 {
-                break;
-            }
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
+        held.finish(CallOutcome::Answered, Duration::from_millis(1));
+        tokio::time::sleep(DRAIN_POLL * 2).await;
         let left: Vec<u64> = s.snapshot().iter().map(|b| b.id).collect();
         assert_eq!(left, [ids[1]]);
     }
 
-    #[tokio::test]
-    async fn apply_urls_adds_and_drains() {
-        let s = set(&[A, B], ResilienceConfig::default());
-        s.apply_urls(&[B, C]).unwrap();
-        let snap = s.snapshot();
-        let active: Vec<&str> = snap
-            .iter()
-            .filter(|b| b.state == "active")
-            .map(|b| b.url.as_str())
-            .collect();
-        assert_eq!(active, [B, C]);
-        // A bad URL changes nothing.
-        assert!(s.apply_urls(&["\u{0}"]).is_err());
-        assert!(s
-            .snapshot()
-            .iter()
-            .any(|b| b.url == C && b.state == "active"));
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_applies_only_what_the_file_changed() {
+        let (s, urls) = set(2, ResilienceConfig::default());
+        let (a, b) = (urls[0].clone(), urls[1].clone());
+        let c = "http://fake:7".to_owned();
+        let file = vec![a.clone(), b.clone()];
+        // An operator drains A and adds C through the admin API.
+        let id_a = s.snapshot()[0].id;
+        s.drain_backend(id_a).unwrap();
+        s.add_backend(&c).unwrap();
+        tokio::time::sleep(DRAIN_POLL * 2).await;
+        // A reload of the unchanged file keeps both admin changes.
+        s.apply_file_change(&file, &file).unwrap();
+        tokio::time::sleep(DRAIN_POLL * 2).await;
+        assert_eq!(active(&s), [b.clone(), c.clone()]);
+        // The file drops B and lists D: B drains, D joins, C stays.
+        let d = "http://fake:8".to_owned();
+        let next = vec![a.clone(), d.clone()];
+        s.apply_file_change(&file, &next).unwrap();
+        tokio::time::sleep(DRAIN_POLL * 2).await;
+        assert_eq!(active(&s), [c.clone(), d.clone()]);
+        // A bad new URL changes nothing.
+        let bad = vec![a.clone(), d.clone(), "\u{0}".to_owned()];
+        assert!(s.apply_file_change(&next, &bad).is_err());
+        assert_eq!(active(&s), [c, d]);
     }
 
     #[tokio::test]
     async fn exclusion_busy_and_open_breakers() {
-        let cfg = ResilienceConfig {
-            max_in_flight_per_backend: 1,
-            breaker_window: 1,
-            ..ResilienceConfig::default()
-        };
-        let s = set(&[A, B], cfg.clone());
-        let now = Instant::now();
-        let first = s.choose(&[], AttemptKind::First, &cfg, now).unwrap();
+        let (s, _) = set(
+            2,
+            ResilienceConfig {
+                max_in_flight_per_backend: 1,
+                breaker_window: 1,
+                ..ResilienceConfig::default()
+            },
+        );
+        let now = clock::now();
+        let first = s.choose(&[], AttemptKind::First, now).unwrap();
         let other = s
-            .choose(&[first.backend().id()], AttemptKind::Retry, &cfg, now)
+            .choose(&[first.backend().id()], AttemptKind::Retry, now)
             .unwrap();
         assert_ne!(first.backend().id(), other.backend().id());
         assert_eq!(
-            s.choose(&[], AttemptKind::First, &cfg, now).unwrap_err(),
+            s.choose(&[], AttemptKind::First, now).unwrap_err(),
             NoBackend::AllBusy
         );
-        first.finish(CallResult::Transport, Duration::ZERO, &cfg);
-        other.finish(CallResult::Timeout, Duration::ZERO, &cfg);
+        first.finish(CallOutcome::Transport, Duration::ZERO);
+        other.finish(CallOutcome::Timeout, Duration::ZERO);
         assert_eq!(
-            s.choose(&[], AttemptKind::First, &cfg, Instant::now())
-                .unwrap_err(),
+            s.choose(&[], AttemptKind::First, clock::now()).unwrap_err(),
             NoBackend::AllOpen
         );
     }

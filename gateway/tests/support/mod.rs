@@ -16,9 +16,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use hts_client::Client;
 use hts_gateway::codec::FrameCodec;
 use hts_gateway::frame::{Frame, MsgType};
-use hts_gateway::{mint_token, Client, Gateway, GatewayConfig, GatewayStats};
+use hts_gateway::{mint_token, Gateway, GatewayConfig, GatewayStats};
 use hts_proto::v1::order_service_server::{OrderService, OrderServiceServer};
 use hts_proto::v1::{
     CancelOrderCall, CancelOrderResponse, Code, ErrorResponse, Heartbeat, LoginRequest,
@@ -149,7 +150,7 @@ impl TestGateway {
 pub fn config(backend: String) -> GatewayConfig {
     let mut c = GatewayConfig::new(vec![backend], SECRET.to_vec());
     // Generous: the machine running the tests is shared and noisy.
-    c.request_timeout = Duration::from_secs(5);
+    c.request_timeout_ms = Duration::from_secs(5).into();
     // These tests pipeline hundreds of requests to one backend; the bulkhead
     // is tested in the resilience tests.
     c.resilience.max_in_flight_per_backend = 4096;

@@ -1,4 +1,4 @@
-//! [`Client`]: an async gateway client for the CLI, benchmarks and tests.
+//! [`Client`]: an async gateway client for terminals, the CLI, benchmarks and tests.
 //!
 //! One TCP connection (plain, or TLS with [`Client::connect_tls`]), shared by
 //! every clone. Calls are multiplexed: each
@@ -24,9 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::rustls::ClientConfig;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::codec::{FrameCodec, FrameError};
-use crate::frame::{Frame, MsgType, DEFAULT_MAX_BODY_LEN};
 use crate::tls::{TlsConnector, TlsError};
+use hts_proto::codec::{FrameCodec, FrameError};
+use hts_proto::frame::{Frame, MsgType, DEFAULT_MAX_BODY_LEN};
 
 /// Outgoing frames queued ahead of the socket.
 const WRITE_QUEUE: usize = 1024;

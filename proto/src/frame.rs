@@ -15,8 +15,8 @@
 //! All integers are big-endian. Encoding and decoding of the header lives in
 //! [`crate::codec`]; this module only describes a frame.
 
+use crate::v1::{Code, ErrorResponse};
 use bytes::Bytes;
-use hts_proto::v1::{Code, ErrorResponse};
 use prost::Message;
 
 /// Length of the fixed frame header in bytes.
@@ -131,7 +131,7 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hts_proto::v1::Heartbeat;
+    use crate::v1::Heartbeat;
 
     #[test]
     fn msg_type_round_trips() {

@@ -198,8 +198,8 @@ impl Encoder<Frame> for FrameCodec {
 mod tests {
     use super::*;
     use crate::frame::MsgType;
+    use crate::v1::{Heartbeat, LoginRequest};
     use bytes::Bytes;
-    use hts_proto::v1::{Heartbeat, LoginRequest};
     use proptest::prelude::*;
 
     fn encode(frame: Frame) -> BytesMut {
@@ -266,7 +266,7 @@ mod tests {
             ),
             (
                 "error",
-                Frame::error(0, hts_proto::v1::Code::ProtocolError, "bad"),
+                Frame::error(0, crate::v1::Code::ProtocolError, "bad"),
                 ERROR_HEX,
             ),
         ];

@@ -1,23 +1,13 @@
-//! Backend calls: a decoded request in, a typed response out.
-//!
-//! [`BackendRequest`] is a decoded PLACE/CANCEL/QUERY body; [`send`] makes one
-//! gRPC call with it. Failures map to a [`BackendReply`] of the matching
-//! response type ([`status_to_code`]), with `code` set:
-//!
-//! * backend answered → its response (business outcome in `code`);
-//! * gRPC `Unavailable` or a transport/connection error → `SERVICE_UNAVAILABLE`;
-//! * our deadline passed, or `DeadlineExceeded` → `TIMEOUT` ("outcome unknown");
-//! * any other status → `INTERNAL`.
+//! What travels to a backend and back: [`BackendRequest`] (a decoded
+//! PLACE/CANCEL/QUERY body) and [`BackendReply`] (the typed answer of the
+//! same kind). A request the gateway answers itself gets a reply of its own
+//! type too ([`BackendRequest::failure`]), so the client always receives the
+//! response message it asked for.
 
-use std::error::Error as _;
-use std::time::Duration;
-
-use hts_proto::v1::order_service_client::OrderServiceClient;
 use hts_proto::v1::{
-    CancelOrderCall, CancelOrderRequest, CancelOrderResponse, Code, PlaceOrderCall,
-    PlaceOrderRequest, PlaceOrderResponse, QueryOrderCall, QueryOrderRequest, QueryOrderResponse,
+    CancelOrderRequest, CancelOrderResponse, Code, PlaceOrderRequest, PlaceOrderResponse,
+    QueryOrderRequest, QueryOrderResponse,
 };
-use tonic::transport::Channel;
 
 use crate::frame::{Frame, MsgType};
 
@@ -144,151 +134,9 @@ impl BackendReply {
     }
 }
 
-/// The message of a TIMEOUT answer.
-pub fn timeout_message(request_timeout: Duration) -> String {
-    format!(
-        "deadline of {} ms passed before the backend answered: the outcome is unknown; \
-         retrying with the same request_id is safe",
-        request_timeout.as_millis()
-    )
-}
-
-/// Maps a gRPC failure to a response code and message.
-pub fn status_to_code(status: &tonic::Status, request_timeout: Duration) -> (Code, String) {
-    match status.code() {
-        tonic::Code::Unavailable => (
-            Code::ServiceUnavailable,
-            format!("order service unavailable: {}", status.message()),
-        ),
-        // The server cancels a call whose propagated grpc-timeout expired.
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            (Code::Timeout, timeout_message(request_timeout))
-        }
-        // tonic enforces the propagated gRPC timeout on the client side too.
-        _ if has_source::<tonic::TimeoutExpired>(status) => {
-            (Code::Timeout, timeout_message(request_timeout))
-        }
-        _ if is_transport_error(status) => (
-            Code::ServiceUnavailable,
-            format!("order service unreachable: {}", status.message()),
-        ),
-        other => (
-            Code::Internal,
-            format!("order service failed ({other:?}): {}", status.message()),
-        ),
-    }
-}
-
-fn has_source<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
-    let mut source = status.source();
-    while let Some(e) = source {
-        if e.is::<E>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// Sends `request` for `account` to one backend with `timeout` as the gRPC
-/// timeout. One attempt: retries, hedges and the overall deadline are the
-/// caller's ([`crate::resilience::Router`]).
-pub async fn send(
-    mut client: OrderServiceClient<Channel>,
-    account: &str,
-    request: &BackendRequest,
-    correlation_id: u64,
-    timeout: Duration,
-) -> Result<BackendReply, tonic::Status> {
-    let account_id = account.to_owned();
-    match request.clone() {
-        BackendRequest::Place(r) => {
-            let request_id = r.request_id.clone();
-            let mut req = tonic::Request::new(PlaceOrderCall {
-                account_id,
-                request: Some(r),
-                correlation_id,
-            });
-            req.set_timeout(timeout);
-            let mut resp = client.place_order(req).await?.into_inner();
-            if resp.request_id.is_empty() {
-                resp.request_id = request_id;
-            }
-            Ok(BackendReply::Place(resp))
-        }
-        BackendRequest::Cancel(r) => {
-            let mut req = tonic::Request::new(CancelOrderCall {
-                account_id,
-                request: Some(r),
-                correlation_id,
-            });
-            req.set_timeout(timeout);
-            Ok(BackendReply::Cancel(
-                client.cancel_order(req).await?.into_inner(),
-            ))
-        }
-        BackendRequest::Query(r) => {
-            let mut req = tonic::Request::new(QueryOrderCall {
-                account_id,
-                request: Some(r),
-                correlation_id,
-            });
-            req.set_timeout(timeout);
-            Ok(BackendReply::Query(
-                client.query_order(req).await?.into_inner(),
-            ))
-        }
-    }
-}
-
-/// Whether a gRPC failure is a transport error (connection refused or reset,
-/// connect failure): the request never reached a handler.
-pub fn is_transport_error(status: &tonic::Status) -> bool {
-    has_source::<tonic::ConnectError>(status)
-        || has_source::<tonic::transport::Error>(status)
-        || has_source::<std::io::Error>(status)
-}
-
-/// Whether a gRPC failure is the propagated timeout expiring.
-pub fn is_timeout(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-    ) || has_source::<tonic::TimeoutExpired>(status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_mapping() {
-        let t = Duration::from_millis(50);
-        assert_eq!(
-            status_to_code(&tonic::Status::unavailable("down"), t).0,
-            Code::ServiceUnavailable
-        );
-        let (code, msg) = status_to_code(&tonic::Status::deadline_exceeded("slow"), t);
-        assert_eq!(code, Code::Timeout);
-        assert!(msg.contains("deadline of 50 ms"));
-        assert!(msg.contains("outcome is unknown"));
-        assert_eq!(
-            status_to_code(&tonic::Status::internal("bug"), t).0,
-            Code::Internal
-        );
-        let cancelled = tonic::Status::cancelled("Timeout expired");
-        assert_eq!(status_to_code(&cancelled, t).0, Code::Timeout);
-        assert!(is_timeout(&cancelled));
-        assert!(!is_timeout(&tonic::Status::unavailable("down")));
-        assert_eq!(
-            status_to_code(&tonic::Status::invalid_argument("x"), t).0,
-            Code::Internal
-        );
-        let io = tonic::Status::from_error(Box::new(std::io::Error::other("reset")));
-        assert_eq!(status_to_code(&io, t).0, Code::ServiceUnavailable);
-        let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
-        assert_eq!(status_to_code(&expired, t).0, Code::Timeout);
-    }
 
     #[test]
     fn oversized_ids_are_refused_and_never_echoed() {
