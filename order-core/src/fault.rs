@@ -1,8 +1,13 @@
-//! Fault injection for resilience tests: [`Faulty`] wraps an `OrderService`
-//! and, per call, may answer gRPC UNAVAILABLE, add latency, never answer, or
-//! exit the process, as its [`FaultConfig`] says. The config can be changed
-//! while serving (the CLI polls a JSON file), so a test can remove a fault
-//! without a restart. Calls are counted.
+//! Fault injection for resilience tests and drills, in one place.
+//!
+//! * [`Faulty`] wraps an `OrderService` and, per call, may answer gRPC
+//!   UNAVAILABLE, add latency, never answer, or exit the process, as its
+//!   [`FaultConfig`] says. The config can be changed while serving (the CLI
+//!   polls a JSON file), so a test can remove a fault without a restart.
+//!   Calls are counted.
+//! * [`CommitFault`] is the hook stores run right after a commit: with
+//!   `exit_after_commit` it ends the process before the committed events
+//!   are published or the callers answered.
 //!
 //! Which calls are affected is decided by a counter, not a random draw: a
 //! ratio of 0.5 hits exactly every second call, so tests count exactly.
@@ -21,6 +26,34 @@ use hts_proto::v1::{
 };
 use serde::Deserialize;
 use tonic::{Request, Response, Status};
+
+/// Exit code of the [`CommitFault`] exit-after-commit hook.
+pub const FAULT_EXIT_CODE: i32 = 86;
+
+/// The fault run right after every commit that produced outbox events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitFault {
+    exit_after_commit: bool,
+}
+
+impl CommitFault {
+    /// With `on`: exit the process with [`FAULT_EXIT_CODE`] right after the
+    /// first commit that produced an event, before it is published or
+    /// answered. Off: does nothing.
+    pub fn exit_after_commit(on: bool) -> Self {
+        Self {
+            exit_after_commit: on,
+        }
+    }
+
+    /// Called by the stores' after-commit hook once events are committed.
+    pub(crate) fn committed(&self) {
+        if self.exit_after_commit {
+            tracing::warn!("fault hook: exiting after commit, before publish");
+            std::process::exit(FAULT_EXIT_CODE);
+        }
+    }
+}
 
 /// Faults to inject; all off by default.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -7,8 +7,11 @@
 //! * [`outbox`] — order events committed with the orders, published to
 //!   Kafka or a local event log by a fast path and a recovery job.
 //! * [`service`] — the `OrderService` gRPC implementation.
-//! * [`server`] — [`serve`], wiring store, account client, background
-//!   release retries and the health service onto a bound listener.
+//! * [`process`] — [`process::open`], the parts of one process: sink,
+//!   outbox fast path and recovery, store and cache.
+//! * [`server`] — [`serve`], serving those parts with the account client,
+//!   background release retries and the health service on a bound listener.
+//! * [`fault`] — fault injection: per-call faults and the commit fault.
 //! * [`echo`] — [`serve_echo`], a no-work order service for benchmarks.
 //! * [`cache`] — the optional Redis cache of order summaries.
 //! * [`admin`] — the admin HTTP surface: probes and Prometheus metrics.
@@ -30,6 +33,8 @@ pub mod echo;
 pub mod fault;
 #[cfg(feature = "service")]
 pub mod outbox;
+#[cfg(feature = "service")]
+pub mod process;
 #[cfg(feature = "service")]
 pub mod server;
 #[cfg(feature = "service")]

@@ -1,7 +1,6 @@
 //! Serving the order service on a bound listener.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use anyhow::Context;
 use hts_account_client::AccountClient;
@@ -53,16 +52,7 @@ pub async fn serve_with_admin(
     admin: Option<crate::admin::AdminOptions>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (store, outbox) = crate::outbox::open_with_outbox(&config).await?;
-    let store = match &config.cache {
-        Some(cache) => {
-            let cache = crate::cache::OrderCache::connect(cache.clone())
-                .context("configuring the order cache")?;
-            Arc::new(crate::store::CachedOrderStore::new(store, Arc::new(cache)))
-                as Arc<dyn crate::store::OrderStore>
-        }
-        None => store,
-    };
+    let (store, outbox) = crate::process::open(&config).await?;
     let accounts = AccountClient::connect_lazy_with(
         &config.account_service_url,
         config.account_client.clone(),

@@ -15,17 +15,16 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use super::sink::EventSink;
 use super::store::OutboxStore;
 use super::OutboxEvent;
+use crate::fault::CommitFault;
 
 /// Publish batches in flight at once.
 const CONCURRENT_BATCHES: u32 = 4;
-/// Exit code of the `exit_after_commit` fault hook.
-pub const FAULT_EXIT_CODE: i32 = 86;
 
 /// The hook stores call after each commit with the events it committed.
 #[derive(Clone, Debug, Default)]
 pub struct AfterCommit {
     queue: Option<mpsc::Sender<OutboxEvent>>,
-    exit_after_commit: bool,
+    fault: CommitFault,
 }
 
 impl AfterCommit {
@@ -34,11 +33,10 @@ impl AfterCommit {
         Self::default()
     }
 
-    /// Fault injection for tests: exit the process with
-    /// [`FAULT_EXIT_CODE`] right after the first commit that produced an
-    /// event, before it is published or answered.
-    pub fn with_exit_after_commit(mut self, on: bool) -> Self {
-        self.exit_after_commit = on;
+    /// Runs `fault` after every commit that produced events, before they
+    /// are queued (see [`CommitFault`]).
+    pub fn with_fault(mut self, fault: CommitFault) -> Self {
+        self.fault = fault;
         self
     }
 
@@ -47,10 +45,7 @@ impl AfterCommit {
         if events.is_empty() {
             return;
         }
-        if self.exit_after_commit {
-            tracing::warn!("fault hook: exiting after commit, before publish");
-            std::process::exit(FAULT_EXIT_CODE);
-        }
+        self.fault.committed();
         let Some(queue) = &self.queue else { return };
         for event in events {
             if let Err(e) = queue.try_send(event) {
@@ -84,7 +79,7 @@ impl Dispatcher {
         (
             AfterCommit {
                 queue: Some(tx),
-                exit_after_commit: false,
+                fault: CommitFault::default(),
             },
             rx,
         )

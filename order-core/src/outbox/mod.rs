@@ -7,7 +7,6 @@
 //!   [`kafka`] and [`file_log`] implement it.
 //! * [`dispatcher`] — the fast path right after commit.
 //! * [`recovery`] — the periodic job for rows left READY.
-//! * [`runtime`] — [`open_with_outbox`], wiring all of it for a process.
 //! * [`config`] — [`OutboxConfig`].
 
 mod claimed;
@@ -17,7 +16,6 @@ pub mod event;
 pub mod file_log;
 pub mod kafka;
 pub mod recovery;
-pub mod runtime;
 pub mod sink;
 pub mod store;
 
@@ -28,6 +26,5 @@ pub use event::{EventType, OrderEventPayload, OutboxEvent};
 pub use file_log::FileLogSink;
 pub use kafka::{ensure_topics, KafkaConfig, KafkaSink};
 pub use recovery::{recover_all, run_recovery, RecoverySettings};
-pub use runtime::{open_with_outbox, OutboxRuntime};
 pub use sink::{EventSink, PublishError};
 pub use store::{DlqPolicy, OutboxStats, OutboxStore, RecoveryReport};

@@ -84,20 +84,12 @@ pub(crate) async fn place(ctx: &OrderContext, call: PlaceOrderCall) -> PlaceOrde
             );
         }
     };
-    let new_order = NewOrder {
-        request_id: order.request_id.clone(),
-        account_id: order.account_id.clone(),
-        symbol: order.symbol.clone(),
-        side: order.side,
-        order_type: order.order_type,
-        price: order.price,
-        quantity: order.quantity,
-        status,
-        code,
-        message,
-        fingerprint: fp.clone(),
-        reservation_id: spec.reservation_id.clone(),
-    };
+    let new_order = NewOrder::new(
+        &order,
+        (status, code, message),
+        fp.clone(),
+        spec.reservation_id.clone(),
+    );
     match ctx.store.insert_order(new_order).await {
         Ok(InsertOutcome::Inserted(stored)) => {
             tracing::info!(order_id = %stored.order_id, request_id = %stored.request_id,

@@ -2,6 +2,8 @@
 
 use hts_proto::v1::{Code, Order, OrderStatus, OrderType, Side};
 
+use crate::domain::ValidOrder;
+
 /// An order as persisted, with its idempotency data and stored answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredOrder {
@@ -82,6 +84,54 @@ pub struct NewOrder {
     pub fingerprint: String,
     /// The reservation backing the order.
     pub reservation_id: String,
+}
+
+impl NewOrder {
+    /// The order to store for the validated `order`, with the answer
+    /// (`status`, `code`, `message`) it was given.
+    pub fn new(
+        order: &ValidOrder,
+        (status, code, message): (OrderStatus, Code, String),
+        fingerprint: String,
+        reservation_id: String,
+    ) -> Self {
+        Self {
+            request_id: order.request_id.clone(),
+            account_id: order.account_id.clone(),
+            symbol: order.symbol.clone(),
+            side: order.side,
+            order_type: order.order_type,
+            price: order.price,
+            quantity: order.quantity,
+            status,
+            code,
+            message,
+            fingerprint,
+            reservation_id,
+        }
+    }
+
+    /// The order as stored under `order_id`, created (and last changed) at
+    /// `now_ms`.
+    pub fn into_stored(self, order_id: String, now_ms: i64) -> StoredOrder {
+        StoredOrder {
+            order_id,
+            request_id: self.request_id,
+            account_id: self.account_id,
+            symbol: self.symbol,
+            side: self.side,
+            order_type: self.order_type,
+            price: self.price,
+            quantity: self.quantity,
+            status: self.status,
+            code: self.code,
+            message: self.message,
+            fingerprint: self.fingerprint,
+            reservation_id: self.reservation_id,
+            created_at_unix_ms: now_ms,
+            updated_at_unix_ms: now_ms,
+        }
+    }
 }
 
 /// Result of [`super::OrderStore::insert_order`].

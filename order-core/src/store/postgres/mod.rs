@@ -87,23 +87,7 @@ impl OrderStore for PgOrderStore {
     async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError> {
         let order_id = Uuid::now_v7().to_string();
         let now_ms = now_unix_ms();
-        let as_stored = StoredOrder {
-            order_id: order_id.clone(),
-            request_id: order.request_id.clone(),
-            account_id: order.account_id.clone(),
-            symbol: order.symbol.clone(),
-            side: order.side,
-            order_type: order.order_type,
-            price: order.price,
-            quantity: order.quantity,
-            status: order.status,
-            code: order.code,
-            message: order.message.clone(),
-            fingerprint: order.fingerprint.clone(),
-            reservation_id: order.reservation_id.clone(),
-            created_at_unix_ms: now_ms,
-            updated_at_unix_ms: now_ms,
-        };
+        let as_stored = order.clone().into_stored(order_id.clone(), now_ms);
         let event = OutboxEvent::for_order(
             &self.topic,
             OutboxEvent::placed_type(order.status),

@@ -1,15 +1,22 @@
-//! Wiring the outbox of one order-service process: sink, fast path and
-//! recovery job around the store.
+//! Wiring one order-service process: the parts [`crate::server`] serves.
+//!
+//! [`open`] builds them in order: the event sink (Kafka topics created),
+//! the outbox fast path whose hook the store calls after each commit (with
+//! the commit fault of [`crate::fault`]), the store itself, the optional
+//! Redis cache in front of it, and the periodic outbox recovery job. The
+//! store and the outbox know nothing of each other beyond that hook.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use super::dispatcher::{DispatchSettings, Dispatcher};
-use super::recovery::{run_recovery, RecoverySettings};
-use super::{ensure_topics, AfterCommit, EventSink, FileLogSink, KafkaSink, SinkConfig};
-use crate::store::{open_store, OrderStore, StoreOptions};
+use crate::fault::CommitFault;
+use crate::outbox::{
+    ensure_topics, run_recovery, AfterCommit, DispatchSettings, Dispatcher, EventSink, FileLogSink,
+    KafkaSink, RecoverySettings, SinkConfig,
+};
+use crate::store::{open_store, CachedOrderStore, OrderStore, StoreOptions};
 use crate::OrderServiceConfig;
 
 /// How long start-up waits for the broker to create the topics.
@@ -70,9 +77,10 @@ async fn build_sink(config: &OrderServiceConfig) -> anyhow::Result<Option<Arc<dy
     })
 }
 
-/// Opens the store of `config` with its outbox: the fast path publishing
-/// each commit, and the periodic recovery job.
-pub async fn open_with_outbox(
+/// Opens the store of `config` (behind its cache, if configured) with its
+/// outbox: the fast path publishing each commit, and the periodic recovery
+/// job.
+pub async fn open(
     config: &OrderServiceConfig,
 ) -> anyhow::Result<(Arc<dyn OrderStore>, OutboxRuntime)> {
     let outbox = &config.outbox;
@@ -92,7 +100,9 @@ pub async fn open_with_outbox(
     let options = StoreOptions {
         pool_size: config.db_pool_size,
         events_topic: outbox.topic.clone(),
-        after_commit: after_commit.with_exit_after_commit(config.fault_exit_after_commit),
+        after_commit: after_commit.with_fault(CommitFault::exit_after_commit(
+            config.fault_exit_after_commit,
+        )),
     };
     let store = open_store(&config.store_url, options)
         .await
@@ -124,5 +134,13 @@ pub async fn open_with_outbox(
             },
         )));
     }
+    let store = match &config.cache {
+        Some(cache) => {
+            let cache = crate::cache::OrderCache::connect(cache.clone())
+                .context("configuring the order cache")?;
+            Arc::new(CachedOrderStore::new(store, Arc::new(cache))) as Arc<dyn OrderStore>
+        }
+        None => store,
+    };
     Ok((store, runtime))
 }
