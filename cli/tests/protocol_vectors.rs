@@ -45,6 +45,13 @@ const VECTORS: &[(&str, u16, u8, u64, &str)] = &[
         0x0102030405060708,
         "485401000004000001020304050607080000000000000000",
     ),
+    (
+        "place refused with a retry-after hint",
+        2,
+        1,
+        3,
+        "485401010002000000000000000000030000000f26f75e0708081204627573791a03722d313828",
+    ),
 ];
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -102,4 +109,9 @@ fn documented_bodies_are_the_documented_messages() {
     assert_eq!((place.price, place.quantity), (70_000, 10));
     let error = hts_proto::v1::ErrorResponse::decode(&unhex(VECTORS[5].4)[24..]).unwrap();
     assert_eq!(error.code, Code::ProtocolError as i32);
+    let refused = hts_proto::v1::PlaceOrderResponse::decode(&unhex(VECTORS[7].4)[24..]).unwrap();
+    assert_eq!(refused.code, Code::ServiceUnavailable as i32);
+    assert_eq!(refused.message, "busy");
+    assert_eq!(refused.request_id, "r-1");
+    assert_eq!(refused.retry_after_ms, 40);
 }

@@ -24,6 +24,7 @@ use hts_gateway::resilience::breaker::{BreakerOutcome, CircuitBreaker};
 use hts_gateway::resilience::budget::RetryBudget;
 use hts_gateway::resilience::hedge::Hedging;
 use hts_gateway::resilience::ResilienceConfig;
+use hts_gateway::upstream::Class;
 use hts_gateway::GatewayConfig;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -64,7 +65,8 @@ fn build(config: &GatewayConfig) {
     budget.deposit();
     let _ = budget.withdraw();
     let account: Arc<str> = Arc::from("ACC-0001");
-    let _ = admission.admit(&account);
+    let _ = admission.admit(&account, Class::Normal);
+    let _ = admission.admit(&account, Class::Priority);
     let _ = hedging.delay(true, Instant::now());
     // A breaker tripped and probed with the configured delays.
     let cfg = r.breaker();

@@ -170,6 +170,7 @@ fn backend(req: &BackendRequest, session: Option<&str>, limit: usize) {
                     order_id: uuid_like(),
                     status: OrderStatus::Accepted as i32,
                     replayed: true,
+                    retry_after_ms: u32::MAX,
                 };
                 fits(Frame::response(MsgType::PlaceOrder, CORR, &ok), limit);
             }
@@ -205,6 +206,7 @@ fn backend(req: &BackendRequest, session: Option<&str>, limit: usize) {
                 message,
                 order_id: c.order_id.clone(),
                 status: OrderStatus::Canceled as i32,
+                retry_after_ms: u32::MAX,
             };
             fits(Frame::response(MsgType::CancelOrder, CORR, &resp), limit);
         }
@@ -217,6 +219,7 @@ fn backend(req: &BackendRequest, session: Option<&str>, limit: usize) {
                 code: Code::NotFound as i32,
                 message,
                 order: None,
+                retry_after_ms: u32::MAX,
             };
             fits(Frame::response(MsgType::QueryOrder, CORR, &resp), limit);
         }

@@ -50,7 +50,11 @@ impl Shared {
         connector: Arc<dyn Connector>,
     ) -> anyhow::Result<Shared> {
         config.validate()?;
-        let set = BackendSet::new(&config.backends, connector, config.resilience.backend())?;
+        let set = BackendSet::new(
+            &config.backends,
+            connector,
+            config.resilience.backend(*config.request_timeout_ms),
+        )?;
         let router = Arc::new(Router::new(
             set,
             config.resilience.clone(),

@@ -108,6 +108,7 @@ impl Frame {
         let body = ErrorResponse {
             code: code as i32,
             message: message.into(),
+            retry_after_ms: 0,
         };
         Frame::response(MsgType::Error, correlation_id, &body)
     }

@@ -78,6 +78,8 @@ mod tests {
                 times_opened: 0,
             },
             in_flight: 0,
+            limit: 16,
+            limit_rtt_ms: 0.0,
             latency_ewma_ms: 0.0,
             p50_ms: 0.0,
             p99_ms: 0.0,

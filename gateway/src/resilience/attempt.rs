@@ -1,19 +1,23 @@
 //! One attempt: a leased backend, one call through its [`Upstream`], bounded
 //! by the request's deadline, and the bookkeeping of how it ended — the
-//! backend's breaker, health, latency and counters ([`Lease::finish`]), the
-//! pool latency that hedging learns from ([`PoolSample`]), and the retry
+//! backend's adaptive limit, breaker, health, latency and counters
+//! ([`Lease::finish`]; a timeout is the backend's fault only if it is slow
+//! while its peers are not, [`BackendSet::is_slow_outlier`]), the pool
+//! latency that hedging learns from ([`PoolSample`]), and the retry
 //! policy's [`Verdict`] on the result.
 //!
 //! [`Upstream`]: crate::upstream::Upstream
 
 use std::sync::Arc;
 
+use hts_proto::v1::Code;
 use tokio::time::Instant as Deadline;
 
-use crate::resilience::backend::{AttemptKind, Lease};
+use crate::resilience::backend::{AttemptKind, Ended, Lease};
 use crate::resilience::clock;
 use crate::resilience::hedge::PoolSample;
 use crate::resilience::retry::{verdict, Verdict};
+use crate::resilience::set::BackendSet;
 use crate::upstream::{BackendReply, BackendRequest, CallError, CallOutcome};
 
 /// What every attempt of one client request shares.
@@ -51,7 +55,13 @@ pub struct Done {
 /// Sends `call` over `lease` as a `kind` attempt and records how it ended
 /// in `pool` and the lease. Never runs past the deadline: an attempt still
 /// waiting then ends as [`CallError::Timeout`].
-pub async fn run(mut lease: Lease, kind: AttemptKind, call: &Call, pool: PoolSample) -> Done {
+pub async fn run(
+    mut lease: Lease,
+    kind: AttemptKind,
+    call: &Call,
+    pool: PoolSample,
+    set: &BackendSet,
+) -> Done {
     lease.sent();
     let remaining = call.deadline.saturating_duration_since(Deadline::now());
     let sent = lease.backend().upstream().call(
@@ -75,7 +85,15 @@ pub async fn run(mut lease: Lease, kind: AttemptKind, call: &Call, pool: PoolSam
         elapsed,
         matches!(outcome, CallOutcome::Answered | CallOutcome::Timeout),
     );
-    lease.finish(outcome, elapsed);
+    let timeout_is_failure =
+        outcome == CallOutcome::Timeout && set.is_slow_outlier(lease.backend(), clock::now());
+    let overloaded = matches!(&result, Ok(r) if r.code() == Code::ServiceUnavailable as i32);
+    lease.finish(Ended {
+        outcome,
+        elapsed,
+        overloaded,
+        timeout_is_failure,
+    });
     Done {
         kind,
         verdict: verdict(&result, call.idempotent()),

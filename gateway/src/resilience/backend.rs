@@ -19,16 +19,23 @@ use crate::resilience::breaker::{
     Admission, BreakerConfig, BreakerCounts, BreakerOutcome, CircuitBreaker,
 };
 use crate::resilience::clock;
+use crate::resilience::fair_queue::FairQueue;
 use crate::resilience::health::{HealthParams, HealthState};
 use crate::resilience::latency::{Ewma, LatencyTracker};
+use crate::resilience::limit::{AdaptiveLimit, LimitParams};
 use crate::resilience::p2c::BalanceParams;
-use crate::upstream::{CallOutcome, Upstream};
+use crate::resilience::throughput::Throughput;
+use crate::upstream::{CallOutcome, Class, Upstream};
 
 /// Parameters of the per-backend policies.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackendParams {
-    /// In-flight calls per backend (its bulkhead).
-    pub max_in_flight: usize,
+    /// The adaptive in-flight limit (its `max` is the static bulkhead).
+    pub limit: LimitParams,
+    /// Calls of the priority class (cancels) a backend takes beyond its
+    /// limit: capacity reserved so cancels are never shed while places are
+    /// admitted.
+    pub priority_reserve: usize,
     /// The circuit breaker's parameters.
     pub breaker: BreakerConfig,
     /// Active checks and outlier ejection.
@@ -76,6 +83,11 @@ pub struct Backend {
     draining: AtomicBool,
     removed: AtomicBool,
     in_flight: AtomicUsize,
+    limit: AdaptiveLimit,
+    /// Requests waiting for room on any backend: woken when a call here ends.
+    waiting: Arc<FairQueue>,
+    /// Answers of the whole set per second.
+    served: Arc<Throughput>,
     breaker: CircuitBreaker,
     health: Arc<HealthState>,
     ewma: Ewma,
@@ -102,6 +114,10 @@ pub struct BackendSnapshot {
     pub breaker: BreakerCounts,
     /// Calls in flight.
     pub in_flight: usize,
+    /// Its adaptive in-flight limit now.
+    pub limit: usize,
+    /// The latency it shows at its limit (the limiter's long RTT), in milliseconds.
+    pub limit_rtt_ms: f64,
     /// Latency EWMA in milliseconds.
     pub latency_ewma_ms: f64,
     /// Recent p50 latency in milliseconds.
@@ -132,20 +148,27 @@ impl BackendSnapshot {
 }
 
 impl Backend {
-    /// A backend `id` at `url`, reached through `upstream`.
+    /// A backend `id` at `url`, reached through `upstream`; a call ending
+    /// here wakes the next request in `waiting`, and an answer counts in
+    /// `served`.
     pub fn new(
         id: u64,
         url: String,
         upstream: Arc<dyn Upstream>,
         params: &BackendParams,
+        waiting: Arc<FairQueue>,
+        served: Arc<Throughput>,
     ) -> Backend {
         Backend {
             id,
             url,
             upstream,
+            waiting,
+            served,
             draining: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            limit: AdaptiveLimit::new(&params.limit),
             breaker: CircuitBreaker::new(),
             health: Arc::new(HealthState::new()),
             ewma: Ewma::new(),
@@ -184,6 +207,25 @@ impl Backend {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Its adaptive in-flight limit under `params`.
+    pub fn limit(&self, params: &BackendParams) -> usize {
+        self.limit.get(&params.limit)
+    }
+
+    /// The latency its limiter sees at its limit (the long RTT average).
+    pub fn limit_rtt(&self) -> Duration {
+        self.limit.long_rtt()
+    }
+
+    /// Calls of `class` it may have in flight: its limit, plus the reserve
+    /// for the priority class.
+    pub fn capacity(&self, params: &BackendParams, class: Class) -> usize {
+        match class {
+            Class::Normal => self.limit(params),
+            Class::Priority => self.limit(params) + params.priority_reserve,
+        }
+    }
+
     /// Latency EWMA in microseconds as of `now`, faded by `half_life`
     /// since its last sample.
     pub fn ewma_micros(&self, now: Instant, half_life: Duration) -> f64 {
@@ -209,22 +251,30 @@ impl Backend {
     }
 
     /// Whether a new call could be admitted at `now` (no slot is taken).
-    pub fn is_candidate(&self, params: &BackendParams, now: Instant, respect_health: bool) -> bool {
+    pub fn is_candidate(
+        &self,
+        params: &BackendParams,
+        class: Class,
+        now: Instant,
+        respect_health: bool,
+    ) -> bool {
         !self.is_draining()
             && !self.is_removed()
             && (!respect_health || self.health.is_healthy(now))
-            && self.in_flight() < params.max_in_flight
+            && self.in_flight() < self.capacity(params, class)
             && self.breaker.would_admit(&params.breaker, now)
     }
 
-    /// Takes a bulkhead slot and a breaker admission for one call.
+    /// Takes a slot of its limit (for `class`) and a breaker admission for
+    /// one call.
     pub fn try_lease(
         self: &Arc<Self>,
         params: &Arc<BackendParams>,
         kind: AttemptKind,
+        class: Class,
         now: Instant,
     ) -> Option<Lease> {
-        let limit = params.max_in_flight;
+        let limit = self.capacity(params, class);
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
@@ -249,8 +299,8 @@ impl Backend {
         self.breaker.reset();
     }
 
-    /// A snapshot as of `now`.
-    pub fn snapshot(&self, now: Instant) -> BackendSnapshot {
+    /// A snapshot as of `now` under `params`.
+    pub fn snapshot(&self, params: &BackendParams, now: Instant) -> BackendSnapshot {
         let q = self.latency.quantiles(now);
         let c = &self.counters;
         BackendSnapshot {
@@ -266,6 +316,8 @@ impl Backend {
             ejections: self.health.ejections(),
             breaker: self.breaker.counts(now),
             in_flight: self.in_flight(),
+            limit: self.limit.get(&params.limit),
+            limit_rtt_ms: self.limit.long_rtt().as_secs_f64() * 1000.0,
             latency_ewma_ms: self.ewma.micros() / 1000.0,
             p50_ms: q.p50.as_secs_f64() * 1000.0,
             p99_ms: q.p99.as_secs_f64() * 1000.0,
@@ -275,6 +327,44 @@ impl Backend {
             hedges: c.hedges.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How one leased call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// Answered, or how it failed.
+    pub outcome: CallOutcome,
+    /// From send to answer (or to the timeout).
+    pub elapsed: Duration,
+    /// The backend answered that it is overloaded (SERVICE_UNAVAILABLE,
+    /// nothing done): the limit backs off as for a timeout.
+    pub overloaded: bool,
+    /// Whether a timeout counts as a breaker failure (the backend is slow
+    /// while its peers are not; [`crate::resilience::BackendSet::is_slow_outlier`]).
+    pub timeout_is_failure: bool,
+}
+
+impl Ended {
+    /// An answer after `elapsed` (for tests and simple callers).
+    pub fn answered(elapsed: Duration) -> Ended {
+        Ended {
+            outcome: CallOutcome::Answered,
+            elapsed,
+            overloaded: false,
+            timeout_is_failure: true,
+        }
+    }
+
+    /// A failure `outcome` after `elapsed`; a timeout counts against the
+    /// breaker.
+    pub fn failed(outcome: CallOutcome, elapsed: Duration) -> Ended {
+        Ended {
+            outcome,
+            elapsed,
+            overloaded: false,
+            timeout_is_failure: true,
         }
     }
 }
@@ -317,16 +407,39 @@ impl Lease {
     }
 
     /// Records how the call ended and releases the slot.
-    pub fn finish(mut self, result: CallOutcome, elapsed: Duration) {
+    pub fn finish(mut self, ended: Ended) {
         self.done = true;
+        let Ended {
+            outcome: result,
+            elapsed,
+            overloaded,
+            timeout_is_failure,
+        } = ended;
         let b = &self.backend;
         let p = &self.params;
         let now = clock::now();
-        let outcome = match result {
-            CallOutcome::Answered => BreakerOutcome::Success,
-            _ => BreakerOutcome::Failure,
-        };
-        b.breaker.record(&p.breaker, self.admission, outcome, now);
+        // The limit learns from every answer, and backs off when the
+        // backend is overloaded or too slow to answer at all.
+        match result {
+            CallOutcome::Answered if !overloaded => {
+                b.served.record(now);
+                b.limit.on_answer(&p.limit, elapsed, b.in_flight());
+            }
+            CallOutcome::Answered | CallOutcome::Timeout => b.limit.on_drop(&p.limit),
+            CallOutcome::Transport | CallOutcome::ServerError => {}
+        }
+        // The breaker counts failures of this backend, not load: a timeout
+        // counts only when the backend is slow while its peers are not.
+        match result {
+            CallOutcome::Answered => {
+                b.breaker
+                    .record(&p.breaker, self.admission, BreakerOutcome::Success, now)
+            }
+            CallOutcome::Timeout if !timeout_is_failure => b.breaker.cancel(self.admission),
+            _ => b
+                .breaker
+                .record(&p.breaker, self.admission, BreakerOutcome::Failure, now),
+        }
         b.health
             .record_call(result == CallOutcome::Transport, &p.health, now);
         match result {
@@ -361,6 +474,7 @@ impl Drop for Lease {
             }
         }
         b.in_flight.fetch_sub(1, Ordering::AcqRel);
+        b.waiting.release();
     }
 }
 
@@ -398,35 +512,58 @@ mod tests {
     fn backend(params: &BackendParams) -> Arc<Backend> {
         let (c, urls) = FakeConnector::with(&[Mode::Ok]);
         let up = c.connect(&urls[0]).unwrap();
-        Arc::new(Backend::new(1, urls[0].clone(), up, params))
+        Arc::new(Backend::new(
+            1,
+            urls[0].clone(),
+            up,
+            params,
+            Default::default(),
+            served(),
+        ))
+    }
+
+    fn served() -> Arc<Throughput> {
+        Arc::new(Throughput::new(clock::now()))
     }
 
     fn params(cfg: ResilienceConfig) -> Arc<BackendParams> {
-        Arc::new(cfg.backend())
+        Arc::new(cfg.backend(Duration::from_millis(50)))
     }
 
     #[tokio::test]
     async fn bulkhead_refuses_beyond_the_limit_and_frees_on_drop() {
         let p = params(ResilienceConfig {
             max_in_flight_per_backend: 2,
+            adaptive_limit: false,
             ..ResilienceConfig::default()
         });
         let b = backend(&p);
         let now = clock::now();
-        let mut l1 = b.try_lease(&p, AttemptKind::First, now).unwrap();
+        let mut l1 = b
+            .try_lease(&p, AttemptKind::First, Class::Normal, now)
+            .unwrap();
         l1.sent();
-        let mut l2 = b.try_lease(&p, AttemptKind::Hedge, now).unwrap();
+        let mut l2 = b
+            .try_lease(&p, AttemptKind::Hedge, Class::Normal, now)
+            .unwrap();
         l2.sent();
-        assert!(b.try_lease(&p, AttemptKind::First, now).is_none());
-        assert!(!b.is_candidate(&p, now, true));
+        assert!(b
+            .try_lease(&p, AttemptKind::First, Class::Normal, now)
+            .is_none());
+        assert!(!b.is_candidate(&p, Class::Normal, now, true));
         drop(l1);
         assert_eq!(b.in_flight(), 1);
-        let mut l3 = b.try_lease(&p, AttemptKind::Retry, now).unwrap();
+        let mut l3 = b
+            .try_lease(&p, AttemptKind::Retry, Class::Normal, now)
+            .unwrap();
         l3.sent();
         drop(l3);
         // A lease never sent counts nowhere.
-        drop(b.try_lease(&p, AttemptKind::Retry, now).unwrap());
-        let s = b.snapshot(now);
+        drop(
+            b.try_lease(&p, AttemptKind::Retry, Class::Normal, now)
+                .unwrap(),
+        );
+        let s = b.snapshot(&p, now);
         assert_eq!((s.calls, s.hedges, s.retries, s.cancelled), (3, 1, 1, 2));
         drop(l2);
     }
@@ -441,34 +578,47 @@ mod tests {
         let b = backend(&p);
         let now = clock::now();
         for _ in 0..10 {
-            let mut l = b.try_lease(&p, AttemptKind::First, now).unwrap();
+            let mut l = b
+                .try_lease(&p, AttemptKind::First, Class::Normal, now)
+                .unwrap();
             l.sent();
-            l.finish(CallOutcome::Answered, Duration::from_millis(1));
+            l.finish(Ended::answered(Duration::from_millis(1)));
         }
         assert_eq!(b.breaker().state(now), BreakerState::Closed);
         for _ in 0..4 {
-            let mut l = b.try_lease(&p, AttemptKind::First, now).unwrap();
+            let mut l = b
+                .try_lease(&p, AttemptKind::First, Class::Normal, now)
+                .unwrap();
             l.sent();
-            l.finish(CallOutcome::Timeout, Duration::from_millis(50));
+            l.finish(Ended::failed(
+                CallOutcome::Timeout,
+                Duration::from_millis(50),
+            ));
         }
         assert_eq!(b.breaker().state(clock::now()), BreakerState::Open);
-        assert!(b.try_lease(&p, AttemptKind::First, clock::now()).is_none());
+        assert!(b
+            .try_lease(&p, AttemptKind::First, Class::Normal, clock::now())
+            .is_none());
         assert_eq!(b.in_flight(), 0);
-        let s = b.snapshot(clock::now());
+        let s = b.snapshot(&p, clock::now());
         assert_eq!((s.errors, s.timeouts), (4, 4));
         b.reset_breaker();
-        assert!(b.is_candidate(&p, clock::now(), true));
+        assert!(b.is_candidate(&p, Class::Normal, clock::now(), true));
     }
 
     #[tokio::test(start_paused = true)]
     async fn health_checks_take_a_failing_backend_out_and_back() {
         let (c, urls) = FakeConnector::with(&[Mode::Ok]);
-        let live = Arc::new(ArcSwap::from_pointee(ResilienceConfig::default().backend()));
+        let live = Arc::new(ArcSwap::from_pointee(
+            ResilienceConfig::default().backend(Duration::from_millis(50)),
+        ));
         let b = Arc::new(Backend::new(
             1,
             urls[0].clone(),
             c.connect(&urls[0]).unwrap(),
             &live.load(),
+            Default::default(),
+            served(),
         ));
         tokio::spawn(run_health_checks(Arc::downgrade(&b), live.clone()));
         let interval = live.load().health.interval;
@@ -480,5 +630,64 @@ mod tests {
         c.get(&urls[0]).set_healthy(true);
         tokio::time::sleep(interval * 2).await;
         assert!(b.health().is_healthy(clock::now()), "one passing check");
+    }
+
+    #[tokio::test]
+    async fn cancels_have_a_reserve_beyond_the_limit() {
+        let p = params(ResilienceConfig {
+            max_in_flight_per_backend: 1,
+            adaptive_limit: false,
+            priority_reserve: 1,
+            ..ResilienceConfig::default()
+        });
+        let b = backend(&p);
+        let now = clock::now();
+        let place = b
+            .try_lease(&p, AttemptKind::First, Class::Normal, now)
+            .unwrap();
+        assert!(b
+            .try_lease(&p, AttemptKind::First, Class::Normal, now)
+            .is_none());
+        let cancel = b.try_lease(&p, AttemptKind::First, Class::Priority, now);
+        assert!(cancel.is_some(), "a cancel gets the reserved slot");
+        assert!(b
+            .try_lease(&p, AttemptKind::First, Class::Priority, now)
+            .is_none());
+        drop((place, cancel));
+    }
+
+    #[tokio::test]
+    async fn load_timeouts_leave_the_breaker_closed_and_shrink_the_limit() {
+        let p = params(ResilienceConfig {
+            breaker_window: 4,
+            breaker_failure_ratio: 0.5,
+            ..ResilienceConfig::default()
+        });
+        let b = backend(&p);
+        let before = b.limit(&p);
+        for _ in 0..20 {
+            let mut l = b
+                .try_lease(&p, AttemptKind::First, Class::Normal, clock::now())
+                .unwrap();
+            l.sent();
+            l.finish(Ended {
+                timeout_is_failure: false,
+                ..Ended::failed(CallOutcome::Timeout, Duration::from_millis(50))
+            });
+        }
+        assert_eq!(b.breaker().state(clock::now()), BreakerState::Closed);
+        assert!(b.limit(&p) < before, "{} !< {before}", b.limit(&p));
+        // An overloaded answer is no failure either, but backs off too.
+        let now_limit = b.limit(&p);
+        let mut l = b
+            .try_lease(&p, AttemptKind::First, Class::Normal, clock::now())
+            .unwrap();
+        l.sent();
+        l.finish(Ended {
+            overloaded: true,
+            ..Ended::answered(Duration::from_millis(1))
+        });
+        assert!(b.limit(&p) <= now_limit);
+        assert_eq!(b.breaker().state(clock::now()), BreakerState::Closed);
     }
 }

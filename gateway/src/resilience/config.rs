@@ -24,6 +24,7 @@ use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::budget::BudgetParams;
 use crate::resilience::health::HealthParams;
 use crate::resilience::hedge::HedgeParams;
+use crate::resilience::limit::LimitParams;
 use crate::resilience::p2c::BalanceParams;
 use crate::resilience::retry::RetryParams;
 use crate::units::Millis;
@@ -80,6 +81,27 @@ pub const DEFAULT_OUTLIER_EJECTION: Duration = Duration::from_secs(5);
 pub const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 /// Default half-life of a latency EWMA that receives no samples.
 pub const DEFAULT_EWMA_HALF_LIFE: Duration = Duration::from_millis(500);
+/// Per-backend in-flight limits adapt by default.
+pub const DEFAULT_ADAPTIVE_LIMIT: bool = true;
+/// Default adaptive limit of a new backend.
+pub const DEFAULT_LIMIT_INITIAL: usize = 16;
+/// Default floor of the adaptive limit.
+pub const DEFAULT_LIMIT_MIN: usize = 2;
+/// Default share of the request deadline an answer may take before the
+/// adaptive limit shrinks whatever its long average says.
+pub const DEFAULT_LIMIT_LATENCY_SHARE: f64 = 0.4;
+/// Default latency rise over the long average tolerated before the limit shrinks.
+pub const DEFAULT_LIMIT_TOLERANCE: f64 = 1.5;
+/// Default calls per backend reserved beyond its limit for cancels.
+pub const DEFAULT_PRIORITY_RESERVE: usize = 8;
+/// Default requests of the global in-flight limit only cancels may use.
+pub const DEFAULT_GLOBAL_PRIORITY_RESERVE: usize = 128;
+/// Default share of the request deadline a request may wait for capacity.
+pub const DEFAULT_QUEUE_WAIT_SHARE: f64 = 0.6;
+/// Default sustained cancels per second per account (their own bucket).
+pub const DEFAULT_CANCEL_RATE_PER_SEC: u32 = 2_000;
+/// Default cancel burst per account.
+pub const DEFAULT_CANCEL_BURST: u32 = 4_000;
 
 /// A configuration value is out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -140,18 +162,53 @@ pub struct ResilienceConfig {
     /// Probe calls a half-open breaker lets through; all must succeed to close.
     #[arg(long, default_value_t = DEFAULT_BREAKER_HALF_OPEN_PROBES)]
     pub breaker_half_open_probes: u32,
-    /// In-flight calls per backend; beyond it the backend takes no more.
+    /// In-flight calls per backend at most (the ceiling of its adaptive limit).
     #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT_PER_BACKEND)]
     pub max_in_flight_per_backend: usize,
+    /// Adapt each backend's in-flight limit to its latency (true/false);
+    /// false: the limit is max_in_flight_per_backend.
+    #[arg(long, default_value_t = DEFAULT_ADAPTIVE_LIMIT, action = clap::ArgAction::Set)]
+    pub adaptive_limit: bool,
+    /// Adaptive limit of a backend before its first answers.
+    #[arg(long, default_value_t = DEFAULT_LIMIT_INITIAL)]
+    pub limit_initial: usize,
+    /// Floor of the adaptive limit.
+    #[arg(long, default_value_t = DEFAULT_LIMIT_MIN)]
+    pub limit_min: usize,
+    /// Share of the request deadline (0-1] an answer may take before the
+    /// adaptive limit shrinks, whatever the backend's long-run latency.
+    #[arg(long, default_value_t = DEFAULT_LIMIT_LATENCY_SHARE)]
+    pub limit_latency_share: f64,
+    /// Latency rise over the backend's long-run average tolerated before the
+    /// adaptive limit shrinks (>= 1).
+    #[arg(long, default_value_t = DEFAULT_LIMIT_TOLERANCE)]
+    pub limit_tolerance: f64,
+    /// Calls per backend reserved beyond its limit for cancels.
+    #[arg(long, default_value_t = DEFAULT_PRIORITY_RESERVE)]
+    pub priority_reserve: usize,
+    /// Share of the request deadline (0-1) a request may wait for a backend
+    /// to have room; a request that could not be served in it is refused at
+    /// once ("not placed", with a retry-after hint).
+    #[arg(long, default_value_t = DEFAULT_QUEUE_WAIT_SHARE)]
+    pub queue_wait_share: f64,
     /// Client requests in flight towards backends over the whole gateway.
     #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT_GLOBAL)]
     pub max_in_flight_global: usize,
-    /// Sustained requests per second per account (0 = no limit).
+    /// Requests of max_in_flight_global only cancels may use.
+    #[arg(long, default_value_t = DEFAULT_GLOBAL_PRIORITY_RESERVE)]
+    pub global_priority_reserve: usize,
+    /// Sustained places and queries per second per account (0 = no limit).
     #[arg(long, default_value_t = DEFAULT_ACCOUNT_RATE_PER_SEC)]
     pub account_rate_per_sec: u32,
     /// Burst per account.
     #[arg(long, default_value_t = DEFAULT_ACCOUNT_BURST)]
     pub account_burst: u32,
+    /// Sustained cancels per second per account, a bucket of their own (0 = no limit).
+    #[arg(long, default_value_t = DEFAULT_CANCEL_RATE_PER_SEC)]
+    pub cancel_rate_per_sec: u32,
+    /// Cancel burst per account.
+    #[arg(long, default_value_t = DEFAULT_CANCEL_BURST)]
+    pub cancel_burst: u32,
     /// Interval of active gRPC health checks, in milliseconds.
     #[arg(long, default_value_t = Millis(DEFAULT_HEALTH_INTERVAL))]
     pub health_interval_ms: Millis,
@@ -227,6 +284,30 @@ impl ResilienceConfig {
         if self.account_rate_per_sec > 0 && self.account_burst == 0 {
             return bad("account_burst", "must be positive when a rate is set");
         }
+        if self.cancel_rate_per_sec > 0 && self.cancel_burst == 0 {
+            return bad("cancel_burst", "must be positive when a rate is set");
+        }
+        if self.limit_min == 0 || self.limit_min > self.max_in_flight_per_backend {
+            return bad(
+                "limit_min",
+                "must be between 1 and max_in_flight_per_backend",
+            );
+        }
+        if !(self.limit_latency_share > 0.0 && self.limit_latency_share <= 1.0) {
+            return bad("limit_latency_share", "must be in (0, 1]");
+        }
+        if self.limit_tolerance.is_nan() || self.limit_tolerance < 1.0 {
+            return bad("limit_tolerance", "must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.queue_wait_share) {
+            return bad("queue_wait_share", "must be in [0, 1)");
+        }
+        if self.global_priority_reserve >= self.max_in_flight_global {
+            return bad(
+                "global_priority_reserve",
+                "must be below max_in_flight_global",
+            );
+        }
         if self.health_interval_ms.is_zero() || self.health_timeout_ms.is_zero() {
             return bad("health_*_ms", "must be positive");
         }
@@ -240,8 +321,11 @@ impl ResilienceConfig {
     pub fn admission(&self) -> AdmissionParams {
         AdmissionParams {
             max_in_flight: self.max_in_flight_global,
+            priority_reserve: self.global_priority_reserve,
             account_rate_per_sec: self.account_rate_per_sec,
             account_burst: self.account_burst,
+            cancel_rate_per_sec: self.cancel_rate_per_sec,
+            cancel_burst: self.cancel_burst,
         }
     }
 
@@ -260,6 +344,12 @@ impl ResilienceConfig {
             min_per_sec: self.retry_budget_min_per_sec,
             ratio: self.retry_budget_ratio,
         }
+    }
+
+    /// How long a request with deadline `request_timeout` may wait for a
+    /// backend to have room.
+    pub fn queue_wait(&self, request_timeout: Duration) -> Duration {
+        request_timeout.mul_f64(self.queue_wait_share)
     }
 
     /// The hedging policy's parameters.
@@ -284,11 +374,21 @@ impl ResilienceConfig {
         }
     }
 
-    /// The per-backend policies' parameters: bulkhead, breaker, health and
-    /// load balancing.
-    pub fn backend(&self) -> BackendParams {
+    /// The per-backend policies' parameters for requests with deadline
+    /// `request_timeout`: adaptive limit, breaker, health and load balancing.
+    pub fn backend(&self, request_timeout: Duration) -> BackendParams {
         BackendParams {
-            max_in_flight: self.max_in_flight_per_backend,
+            limit: LimitParams {
+                adaptive: self.adaptive_limit,
+                initial: self.limit_initial,
+                min: self.limit_min,
+                max: self.max_in_flight_per_backend,
+                target: request_timeout.mul_f64(self.limit_latency_share),
+                tolerance: self.limit_tolerance,
+                smoothing: 0.2,
+                long_window: 600,
+            },
+            priority_reserve: self.priority_reserve,
             breaker: self.breaker(),
             health: HealthParams {
                 interval: *self.health_interval_ms,

@@ -117,7 +117,7 @@ mod tests {
 
     fn params() -> HealthParams {
         crate::resilience::ResilienceConfig::default()
-            .backend()
+            .backend(Duration::from_millis(50))
             .health
     }
 

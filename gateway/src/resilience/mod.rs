@@ -8,11 +8,17 @@
 //! * [`admission`]: per-account rate limit ([`rate_limit`]) and the
 //!   gateway-wide in-flight limit → RATE_LIMITED / SERVICE_UNAVAILABLE at
 //!   once, never a queue;
-//! * [`set`] + [`p2c`]: which healthy, non-draining, non-full,
-//!   breaker-admitting backend gets an attempt (power of two choices by
+//! * [`set`] + [`p2c`]: which healthy, non-draining, breaker-admitting
+//!   backend below its limit gets an attempt (power of two choices by
 //!   in-flight × latency EWMA, [`latency`]);
-//! * [`backend`]: one backend's bulkhead, [`breaker`] and [`health`]
-//!   (active checks, passive outlier ejection);
+//! * [`limit`]: each backend's adaptive in-flight limit (Gradient2 with a
+//!   deadline-derived ceiling); [`fair_queue`]: where a request waits,
+//!   briefly and fairly between accounts, when every backend is at its
+//!   limit, cancels first;
+//! * [`throughput`]: what the backends answer per second, which bounds
+//!   how many may wait;
+//! * [`backend`]: one backend's limit, [`breaker`] (fed by failures, not
+//!   load) and [`health`] (active checks, passive outlier ejection);
 //! * [`attempt`]: one call through the backend's upstream and its
 //!   bookkeeping;
 //! * [`retry`]: whether a failure may be retried (decided there only) and
@@ -32,15 +38,18 @@ pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod fair_queue;
 pub mod health;
 pub mod hedge;
 pub mod latency;
+pub mod limit;
 pub mod p2c;
 pub mod rate_limit;
 pub mod retry;
 pub mod router;
 pub mod set;
 pub mod snapshot;
+pub mod throughput;
 
 pub use backend::BackendSnapshot;
 pub use config::{ConfigError, ResilienceConfig};

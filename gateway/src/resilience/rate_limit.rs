@@ -10,6 +10,9 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 /// Checks between two prunes of idle accounts.
@@ -36,16 +39,16 @@ impl AccountLimiter {
         })
     }
 
-    /// Takes one request of `account`; `false` when it is over its limit.
-    pub fn check(&self, account: &Arc<str>) -> bool {
+    /// Takes one request of `account`; when it is over its limit, how long
+    /// until its bucket holds a request again.
+    pub fn check(&self, account: &Arc<str>) -> Result<(), Duration> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.limiter.retain_recent();
         }
-        let ok = self.limiter.check_key(account).is_ok();
-        if !ok {
+        self.limiter.check_key(account).map_err(|not_until| {
             self.limited.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+            not_until.wait_time_from(DefaultClock::default().now())
+        })
     }
 
     /// Requests refused since start.
@@ -73,10 +76,15 @@ mod tests {
         let l = AccountLimiter::new(1, 5).unwrap();
         let noisy: Arc<str> = Arc::from("ACC-NOISY");
         let quiet: Arc<str> = Arc::from("ACC-QUIET");
-        let passed = (0..100).filter(|_| l.check(&noisy)).count();
+        let passed = (0..100).filter(|_| l.check(&noisy).is_ok()).count();
         assert_eq!(passed, 5, "burst of 5, then refused");
         assert_eq!(l.limited(), 95);
-        assert!(l.check(&quiet), "another account is unaffected");
+        let wait = l.check(&noisy).unwrap_err();
+        assert!(
+            wait <= Duration::from_secs(1) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        assert!(l.check(&quiet).is_ok(), "another account is unaffected");
     }
 
     #[test]
@@ -84,7 +92,7 @@ mod tests {
         let l = AccountLimiter::new(1_000_000, 1_000_000).unwrap();
         for i in 0..10_000 {
             let a: Arc<str> = Arc::from(format!("ACC-{i}"));
-            assert!(l.check(&a));
+            assert!(l.check(&a).is_ok());
         }
         // With this rate every bucket refills at once: pruning keeps very few.
         assert!(l.tracked_accounts() < 5_000, "{}", l.tracked_accounts());

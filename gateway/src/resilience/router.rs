@@ -1,10 +1,16 @@
 //! [`Router`]: one client request in, exactly one typed answer out. It
 //! composes the policies in the order a request meets them:
 //!
-//! 1. [`admission`](crate::resilience::admission): rate limit and the
-//!    gateway-wide in-flight limit, answered at once;
-//! 2. the [`BackendSet`] leases a backend (p2c over healthy, admitting,
-//!    non-full backends: breaker and bulkhead live there);
+//! 1. [`admission`](crate::resilience::admission): rate limit (cancels in a
+//!    bucket of their own) and the gateway-wide in-flight limit, answered
+//!    at once;
+//! 2. the [`BackendSet`] leases a backend (p2c over healthy, admitting
+//!    backends below their adaptive limit,
+//!    [`limit`](crate::resilience::limit)); when every backend is at its
+//!    limit the request waits, briefly and fairly between accounts, in the
+//!    [`fair_queue`](crate::resilience::fair_queue) — or, when it could not
+//!    be served within its wait budget, is refused at once: not placed,
+//!    with a retry-after hint;
 //! 3. [`attempt`]s race: the first, a [`hedge`](crate::resilience::hedge)
 //!    after the pool's recent p95, a [`retry`](crate::resilience::retry)
 //!    after a retryable failure — each to a backend not tried yet, the
@@ -20,16 +26,27 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use hts_proto::v1::Code;
 use tokio::time::Instant as Deadline;
 
-use crate::resilience::admission::Admission;
+use crate::resilience::admission::{Admission, Refusal};
 use crate::resilience::attempt::{self, Call};
 use crate::resilience::backend::{AttemptKind, Lease};
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::clock;
 use crate::resilience::config::{ConfigError, ResilienceConfig};
+use crate::resilience::fair_queue::{NoCapacity, QueueParams};
 use crate::resilience::hedge::Hedging;
 use crate::resilience::retry::Verdict;
-use crate::resilience::set::BackendSet;
-use crate::upstream::{timeout_message, BackendReply, BackendRequest};
+use crate::resilience::set::{BackendSet, NoBackend};
+use crate::upstream::{timeout_message, BackendReply, BackendRequest, Class};
+
+/// Shortest retry-after hint of a refusal.
+const MIN_RETRY_AFTER: Duration = Duration::from_millis(1);
+/// Longest retry-after hint of a refusal.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Most requests waiting for capacity, whatever the estimate says.
+const MAX_WAITING: usize = 100_000;
+/// Share of what the backends could serve within the wait budget that may
+/// wait: the estimate is recent, not exact.
+const QUEUE_SAFETY: f64 = 0.8;
 
 /// Routes client requests to backends under the resilience policies.
 #[derive(Debug)]
@@ -48,6 +65,10 @@ pub struct Router {
 pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) no_backend: AtomicU64,
+    /// Refused because no backend had room (at once or after waiting).
+    pub(crate) busy: AtomicU64,
+    /// Requests that waited for room and got it.
+    pub(crate) queued: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) timeouts: AtomicU64,
 }
@@ -99,7 +120,7 @@ impl Router {
         self.admission.reconfigure(config.admission());
         self.budget.reconfigure(config.budget());
         self.hedging.reconfigure(config.hedge());
-        self.set.reconfigure(config.backend());
+        self.set.reconfigure(config.backend(self.request_timeout));
         self.config.store(Arc::new(config));
         Ok(())
     }
@@ -129,21 +150,36 @@ impl Router {
         deadline: Deadline,
     ) -> BackendReply {
         inc(&self.counters.requests);
-        let _admitted = match self.admission.admit(account) {
+        let class = request.class();
+        let _admitted = match self.admission.admit(account, class) {
             Ok(admitted) => admitted,
-            Err(refusal) => return request.failure(refusal.code(), refusal.message()),
+            Err(refusal @ Refusal::RateLimited(wait)) => {
+                return request.refused(refusal.code(), refusal.reason(), wait)
+            }
+            Err(refusal @ Refusal::AtCapacity) => {
+                return request.refused(refusal.code(), refusal.reason(), self.busy_retry_after())
+            }
         };
         if Deadline::now() >= deadline {
             return request.failure(Code::Timeout, timeout_message(self.request_timeout));
         }
         self.budget.deposit();
-        let first = match self.set.choose(&[], AttemptKind::First, clock::now()) {
+        let first = match self.lease_first(account, class, deadline).await {
             Ok(lease) => lease,
+            Err(NoBackend::AllBusy) => {
+                inc(&self.counters.busy);
+                return request.refused(
+                    Code::ServiceUnavailable,
+                    &NoBackend::AllBusy.to_string(),
+                    self.busy_retry_after(),
+                );
+            }
             Err(why) => {
                 inc(&self.counters.no_backend);
-                return request.failure(
+                return request.refused(
                     Code::ServiceUnavailable,
-                    format!("{why}: nothing was sent, retry later"),
+                    &why.to_string(),
+                    self.busy_retry_after(),
                 );
             }
         };
@@ -154,6 +190,88 @@ impl Router {
             deadline,
         };
         self.race(first, &call).await
+    }
+
+    /// Leases a backend for the first attempt. When every backend is at its
+    /// limit, waits for room in the fair queue — unless the request could
+    /// not be served within its wait budget, which is then refused at once.
+    async fn lease_first(
+        &self,
+        account: &Arc<str>,
+        class: Class,
+        deadline: Deadline,
+    ) -> Result<Lease, NoBackend> {
+        let waiting = self.set.waiting();
+        // Cancels never queue behind places; others join the queue when
+        // anyone waits, so freed room goes to those who waited first.
+        if class == Class::Priority || !waiting.has_waiters() {
+            match self
+                .set
+                .choose(&[], AttemptKind::First, class, clock::now())
+            {
+                Err(NoBackend::AllBusy) => {}
+                chosen => return chosen,
+            }
+        }
+        let now = Deadline::now();
+        let (_, _, per_sec) = self.set.load(clock::now());
+        let config = self.config();
+        // Never wait so long that an answer could not come in time: leave
+        // twice the latency the backends show at their limits (or, before
+        // any answer, the limit's latency ceiling).
+        let service = match self.set.limit_rtt() {
+            rtt if rtt.is_zero() => self.request_timeout.mul_f64(config.limit_latency_share),
+            rtt => rtt * 2,
+        };
+        let until = (now + config.queue_wait(self.request_timeout))
+            .min(deadline.checked_sub(service).unwrap_or(now));
+        if until <= now {
+            return Err(NoBackend::AllBusy);
+        }
+        let limits = queue_limits(per_sec, until - now);
+        let mut front = false;
+        loop {
+            let ticket = waiting
+                .join(account, class, front, limits)
+                .map_err(|_: NoCapacity| NoBackend::AllBusy)?;
+            // Nobody else waits: room freed before we queued would wake no one.
+            if waiting.len() == 1 {
+                if let Ok(lease) = self
+                    .set
+                    .choose(&[], AttemptKind::First, class, clock::now())
+                {
+                    drop(ticket);
+                    inc(&self.counters.queued);
+                    return Ok(lease);
+                }
+            }
+            ticket.wait(until).await.map_err(|_| NoBackend::AllBusy)?;
+            match self
+                .set
+                .choose(&[], AttemptKind::First, class, clock::now())
+            {
+                Ok(lease) => {
+                    inc(&self.counters.queued);
+                    return Ok(lease);
+                }
+                // Another request took the room first: wait again, in front.
+                Err(NoBackend::AllBusy) => front = true,
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// The retry-after hint of a request refused for want of room: how long
+    /// the backends need to serve the requests now waiting.
+    fn busy_retry_after(&self) -> Duration {
+        let (_, _, per_sec) = self.set.load(clock::now());
+        let waiting = self.set.waiting().len() as f64 + 1.0;
+        let drain = if per_sec > 0.0 {
+            Duration::from_secs_f64(waiting / per_sec)
+        } else {
+            self.config().queue_wait(self.request_timeout)
+        };
+        drain.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
     }
 
     /// Runs the attempts of `call`, starting with `first`, until one gives
@@ -168,6 +286,7 @@ impl Router {
             AttemptKind::First,
             call,
             self.hedging.measure(),
+            &self.set,
         ));
         let hedge_delay = self.hedging.delay(call.idempotent(), clock::now());
         let mut hedge_armed = hedge_delay.is_some();
@@ -214,7 +333,7 @@ impl Router {
                     if let Some(lease) = self.hedge_lease(&tried) {
                         self.hedging.sent();
                         tried.push(lease.backend().id());
-                        running.push(attempt::run(lease, AttemptKind::Hedge, call, self.hedging.measure()));
+                        running.push(attempt::run(lease, AttemptKind::Hedge, call, self.hedging.measure(), &self.set));
                     }
                 }
                 () = &mut retry_sleep, if retry_armed => {
@@ -222,14 +341,14 @@ impl Router {
                     retries += 1;
                     let lease = self
                         .set
-                        .choose(&tried, AttemptKind::Retry, clock::now())
+                        .choose(&tried, AttemptKind::Retry, call.request.class(), clock::now())
                         .ok()
                         .filter(|_| self.budget.withdraw());
                     match lease {
                         Some(lease) => {
                             inc(&self.counters.retries);
                             tried.push(lease.backend().id());
-                            running.push(attempt::run(lease, AttemptKind::Retry, call, self.hedging.measure()));
+                            running.push(attempt::run(lease, AttemptKind::Retry, call, self.hedging.measure(), &self.set));
                         }
                         // No other backend or no budget: the client gets the
                         // previous attempt's outcome.
@@ -253,11 +372,32 @@ impl Router {
     fn hedge_lease(&self, tried: &[u64]) -> Option<Lease> {
         let lease = self
             .set
-            .choose(tried, AttemptKind::Hedge, clock::now())
+            .choose(tried, AttemptKind::Hedge, Class::Normal, clock::now())
             .ok()?;
-        let limit = self.set.params().max_in_flight;
+        let limit = lease.backend().limit(&self.set.params());
         (Hedging::has_room(lease.backend().in_flight(), limit) && self.budget.withdraw())
             .then_some(lease)
+    }
+}
+
+/// How many may wait to be served within `budget` by backends that
+/// answered `per_sec` calls per second recently, with a margin
+/// ([`QUEUE_SAFETY`]) so that nearly every waiter is served rather than
+/// refused late. Without recent answers (a cold or idle gateway, or
+/// stalled backends) there is nothing to estimate from: up to
+/// [`MAX_WAITING`] may wait, each still no longer than `budget`. One
+/// account may hold all of it: the queue always lets in the first waiter of
+/// another account, and round robin serves that one next.
+fn queue_limits(per_sec: f64, budget: Duration) -> QueueParams {
+    let servable = if per_sec > 0.0 {
+        (per_sec * budget.as_secs_f64() * QUEUE_SAFETY) as usize
+    } else {
+        MAX_WAITING
+    };
+    let max_total = servable.clamp(1, MAX_WAITING);
+    QueueParams {
+        max_total,
+        max_per_account: max_total,
     }
 }
 

@@ -24,8 +24,15 @@ use crate::resilience::backend::{
     run_health_checks, AttemptKind, Backend, BackendParams, BackendSnapshot, Lease,
 };
 use crate::resilience::breaker::BreakerState;
+use crate::resilience::fair_queue::FairQueue;
+use crate::resilience::throughput::Throughput;
 use crate::resilience::{clock, p2c};
-use crate::upstream::{Connector, InvalidUrl};
+use crate::upstream::{Class, Connector, InvalidUrl};
+
+/// A timeout counts against a backend's breaker only if its latency EWMA
+/// is at least this many times the median of its peers': slow while its
+/// peers are fast is a broken backend; slow with its peers is load.
+pub const SLOW_OUTLIER_FACTOR: f64 = 3.0;
 
 /// How often a draining backend's in-flight count is checked.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -68,6 +75,8 @@ pub struct BackendSet {
     next_id: AtomicU64,
     connector: Arc<dyn Connector>,
     params: Arc<ArcSwap<BackendParams>>,
+    waiting: Arc<FairQueue>,
+    served: Arc<Throughput>,
     edit: Mutex<()>,
 }
 
@@ -84,6 +93,8 @@ impl BackendSet {
             next_id: AtomicU64::new(1),
             connector,
             params: Arc::new(ArcSwap::from_pointee(params)),
+            waiting: Arc::new(FairQueue::new()),
+            served: Arc::new(Throughput::new(clock::now())),
             edit: Mutex::new(()),
         });
         for url in urls {
@@ -106,6 +117,58 @@ impl BackendSet {
         self.params.load_full()
     }
 
+    /// Requests waiting for a backend to have room (every call that ends
+    /// here wakes the next one).
+    pub fn waiting(&self) -> &Arc<FairQueue> {
+        &self.waiting
+    }
+
+    /// Over the backends that take requests now: (calls in flight, sum of
+    /// their limits, answers per second recently) — what they can serve.
+    pub fn load(&self, now: Instant) -> (usize, usize, f64) {
+        let params = self.params();
+        let (mut in_flight, mut limits) = (0, 0);
+        for b in self.table.load().iter() {
+            if b.is_draining() || !b.health().is_healthy(now) {
+                continue;
+            }
+            in_flight += b.in_flight();
+            limits += b.limit(&params);
+        }
+        (in_flight, limits, self.served.per_sec(now))
+    }
+
+    /// The slowest latency the active backends' limiters see at their
+    /// limits (zero before any answer).
+    pub fn limit_rtt(&self) -> Duration {
+        self.table
+            .load()
+            .iter()
+            .filter(|b| !b.is_draining())
+            .map(|b| b.limit_rtt())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Whether `backend` is slow while its peers are not (see
+    /// [`SLOW_OUTLIER_FACTOR`]); without an active peer to compare with, no.
+    pub fn is_slow_outlier(&self, backend: &Backend, now: Instant) -> bool {
+        let half_life = self.params().balance.ewma_half_life;
+        let mut peers: Vec<f64> = self
+            .table
+            .load()
+            .iter()
+            .filter(|b| b.id() != backend.id() && !b.is_draining() && !b.is_removed())
+            .map(|b| b.ewma_micros(now, half_life))
+            .collect();
+        if peers.is_empty() {
+            return false;
+        }
+        peers.sort_by(f64::total_cmp);
+        let median = peers[peers.len() / 2].max(1.0);
+        backend.ewma_micros(now, half_life) >= SLOW_OUTLIER_FACTOR * median
+    }
+
     /// The backends currently in the table (draining ones included).
     pub fn backends(&self) -> Arc<Vec<Arc<Backend>>> {
         self.table.load_full()
@@ -120,7 +183,14 @@ impl BackendSet {
         }
         let upstream = self.connector.connect(url)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let backend = Arc::new(Backend::new(id, url.to_owned(), upstream, &self.params()));
+        let backend = Arc::new(Backend::new(
+            id,
+            url.to_owned(),
+            upstream,
+            &self.params(),
+            self.waiting.clone(),
+            self.served.clone(),
+        ));
         tokio::spawn(run_health_checks(
             Arc::downgrade(&backend),
             self.params.clone(),
@@ -226,21 +296,28 @@ impl BackendSet {
     /// Per-backend state as of now.
     pub fn snapshot(&self) -> Vec<BackendSnapshot> {
         let now = clock::now();
-        self.table.load().iter().map(|b| b.snapshot(now)).collect()
+        let params = self.params();
+        self.table
+            .load()
+            .iter()
+            .map(|b| b.snapshot(&params, now))
+            .collect()
     }
 
     fn get(&self, id: u64) -> Option<Arc<Backend>> {
         self.table.load().iter().find(|b| b.id() == id).cloned()
     }
 
-    /// Leases a backend for one call: power of two choices over backends
-    /// that are healthy, not draining, below their in-flight limit, admitted
-    /// by their breaker and not in `exclude`. When no backend at all is
-    /// healthy, health is ignored (panic routing) rather than refusing all.
+    /// Leases a backend for one call of `class`: power of two choices over
+    /// backends that are healthy, not draining, below their in-flight limit
+    /// (plus the reserve for the priority class), admitted by their breaker
+    /// and not in `exclude`. When no backend at all is healthy, health is
+    /// ignored (panic routing) rather than refusing all.
     pub fn choose(
         &self,
         exclude: &[u64],
         kind: AttemptKind,
+        class: Class,
         now: Instant,
     ) -> Result<Lease, NoBackend> {
         let params = self.params();
@@ -249,7 +326,7 @@ impl BackendSet {
         let panic = !table.iter().any(|b| b.health().is_healthy(now));
         let mut candidates: Vec<&Arc<Backend>> = table
             .iter()
-            .filter(|b| open(b) && b.is_candidate(&params, now, !panic))
+            .filter(|b| open(b) && b.is_candidate(&params, class, now, !panic))
             .collect();
         let mut rng = thread_rng();
         while let Some(i) = p2c::pick(
@@ -262,7 +339,7 @@ impl BackendSet {
             },
             &mut rng,
         ) {
-            if let Some(lease) = candidates[i].try_lease(&params, kind, now) {
+            if let Some(lease) = candidates[i].try_lease(&params, kind, class, now) {
                 return Ok(lease);
             }
             candidates.swap_remove(i);
@@ -277,7 +354,7 @@ impl BackendSet {
             Err(NoBackend::AllOpen)
         } else if remaining
             .iter()
-            .all(|b| b.in_flight() >= params.max_in_flight)
+            .all(|b| b.in_flight() >= b.capacity(&params, class))
         {
             Err(NoBackend::AllBusy)
         } else {
@@ -289,13 +366,14 @@ impl BackendSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resilience::backend::Ended;
     use crate::resilience::ResilienceConfig;
     use crate::upstream::fake::{FakeConnector, Mode};
     use crate::upstream::CallOutcome;
 
     fn set(n: usize, cfg: ResilienceConfig) -> (Arc<BackendSet>, Vec<String>) {
         let (c, urls) = FakeConnector::with(&vec![Mode::Ok; n]);
-        let set = BackendSet::new(&urls, c, cfg.backend()).unwrap();
+        let set = BackendSet::new(&urls, c, cfg.backend(Duration::from_millis(50))).unwrap();
         (set, urls)
     }
 
@@ -335,19 +413,22 @@ mod tests {
     #[tokio::test]
     async fn removing_a_backend_does_not_fail_its_in_flight_call() {
         let (s, urls) = set(1, ResilienceConfig::default());
-        let lease = s.choose(&[], AttemptKind::First, clock::now()).unwrap();
+        let lease = s
+            .choose(&[], AttemptKind::First, Class::Normal, clock::now())
+            .unwrap();
         let id = lease.backend().id();
         s.remove_backend(id).unwrap();
         // The call still has its backend and upstream and completes normally.
         assert_eq!(lease.backend().url(), urls[0]);
         assert_eq!(lease.backend().in_flight(), 1);
         let backend = lease.backend().clone();
-        lease.finish(CallOutcome::Answered, Duration::from_millis(1));
+        lease.finish(Ended::answered(Duration::from_millis(1)));
         assert_eq!(backend.in_flight(), 0);
-        assert_eq!(backend.snapshot(clock::now()).errors, 0);
+        assert_eq!(backend.snapshot(&s.params(), clock::now()).errors, 0);
         // No new call goes to it.
         assert_eq!(
-            s.choose(&[], AttemptKind::First, clock::now()).unwrap_err(),
+            s.choose(&[], AttemptKind::First, Class::Normal, clock::now())
+                .unwrap_err(),
             NoBackend::Empty
         );
     }
@@ -359,14 +440,18 @@ mod tests {
         let now = clock::now();
         // Hold a call on the first.
         let held = loop {
-            let l = s.choose(&[], AttemptKind::First, now).unwrap();
+            let l = s
+                .choose(&[], AttemptKind::First, Class::Normal, now)
+                .unwrap();
             if l.backend().id() == ids[0] {
                 break l;
             }
         };
         s.drain_backend(ids[0]).unwrap();
         for _ in 0..50 {
-            let l = s.choose(&[], AttemptKind::First, now).unwrap();
+            let l = s
+                .choose(&[], AttemptKind::First, Class::Normal, now)
+                .unwrap();
             assert_eq!(l.backend().id(), ids[1], "draining backend got a call");
         }
         tokio::time::sleep(DRAIN_POLL * 5).await;
@@ -376,7 +461,7 @@ mod tests {
             "still there while a call is in flight"
         );
         assert_eq!(s.snapshot()[0].state, "draining");
-        held.finish(CallOutcome::Answered, Duration::from_millis(1));
+        held.finish(Ended::answered(Duration::from_millis(1)));
         tokio::time::sleep(DRAIN_POLL * 2).await;
         let left: Vec<u64> = s.snapshot().iter().map(|b| b.id).collect();
         assert_eq!(left, [ids[1]]);
@@ -415,24 +500,34 @@ mod tests {
             2,
             ResilienceConfig {
                 max_in_flight_per_backend: 1,
+                limit_min: 1,
                 breaker_window: 1,
                 ..ResilienceConfig::default()
             },
         );
         let now = clock::now();
-        let first = s.choose(&[], AttemptKind::First, now).unwrap();
+        let first = s
+            .choose(&[], AttemptKind::First, Class::Normal, now)
+            .unwrap();
         let other = s
-            .choose(&[first.backend().id()], AttemptKind::Retry, now)
+            .choose(
+                &[first.backend().id()],
+                AttemptKind::Retry,
+                Class::Normal,
+                now,
+            )
             .unwrap();
         assert_ne!(first.backend().id(), other.backend().id());
         assert_eq!(
-            s.choose(&[], AttemptKind::First, now).unwrap_err(),
+            s.choose(&[], AttemptKind::First, Class::Normal, now)
+                .unwrap_err(),
             NoBackend::AllBusy
         );
-        first.finish(CallOutcome::Transport, Duration::ZERO);
-        other.finish(CallOutcome::Timeout, Duration::ZERO);
+        first.finish(Ended::failed(CallOutcome::Transport, Duration::ZERO));
+        other.finish(Ended::failed(CallOutcome::Timeout, Duration::ZERO));
         assert_eq!(
-            s.choose(&[], AttemptKind::First, clock::now()).unwrap_err(),
+            s.choose(&[], AttemptKind::First, Class::Normal, clock::now())
+                .unwrap_err(),
             NoBackend::AllOpen
         );
     }

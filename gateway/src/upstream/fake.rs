@@ -29,6 +29,14 @@ pub enum Mode {
     Internal,
     /// OK after this many milliseconds.
     Slow(u64),
+    /// A backend that serves `workers` calls at a time, each taking
+    /// `service_ms`; the rest queue inside it (as behind a store's writer).
+    Capacity {
+        /// Calls served at once.
+        workers: usize,
+        /// Time per call, milliseconds.
+        service_ms: u64,
+    },
 }
 
 /// One scripted backend.
@@ -37,14 +45,20 @@ pub struct FakeUpstream {
     mode: Mutex<Mode>,
     calls: AtomicU64,
     healthy: AtomicBool,
+    workers: Arc<tokio::sync::Semaphore>,
 }
 
 impl FakeUpstream {
     fn new(mode: Mode) -> FakeUpstream {
+        let workers = match mode {
+            Mode::Capacity { workers, .. } => workers,
+            _ => 1,
+        };
         FakeUpstream {
             mode: Mutex::new(mode),
             calls: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            workers: Arc::new(tokio::sync::Semaphore::new(workers)),
         }
     }
 
@@ -74,6 +88,7 @@ impl Upstream for FakeUpstream {
     ) -> BoxFuture<'static, Result<BackendReply, CallError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mode = *self.mode.lock().unwrap();
+        let workers = self.workers.clone();
         Box::pin(async move {
             match mode {
                 Mode::Ok => Ok(request.failure(Code::Ok, "ok")),
@@ -86,6 +101,11 @@ impl Upstream for FakeUpstream {
                 Mode::Internal => Err(CallError::Server("bug".into())),
                 Mode::Slow(ms) => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(request.failure(Code::Ok, "ok"))
+                }
+                Mode::Capacity { service_ms, .. } => {
+                    let _worker = workers.acquire_owned().await;
+                    tokio::time::sleep(Duration::from_millis(service_ms)).await;
                     Ok(request.failure(Code::Ok, "ok"))
                 }
             }

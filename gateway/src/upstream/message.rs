@@ -4,12 +4,24 @@
 //! type too ([`BackendRequest::failure`]), so the client always receives the
 //! response message it asked for.
 
+use std::time::Duration;
+
 use hts_proto::v1::{
     CancelOrderRequest, CancelOrderResponse, Code, PlaceOrderRequest, PlaceOrderResponse,
     QueryOrderRequest, QueryOrderResponse,
 };
 
 use crate::frame::{Frame, MsgType};
+
+/// A request's admission class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Cancels (and later mass cancels, kills): reserved capacity, never
+    /// waiting behind a place, their own rate bucket.
+    Priority,
+    /// Places and queries.
+    Normal,
+}
 
 /// Longest `request_id` or `order_id` the gateway forwards and echoes.
 /// request_ids are 1-64 characters (docs/protocol.md); order ids are the
@@ -76,6 +88,39 @@ impl BackendRequest {
         }
     }
 
+    /// Its admission class: cancels are never queued behind places.
+    pub fn class(&self) -> Class {
+        match self {
+            BackendRequest::Cancel(_) => Class::Priority,
+            BackendRequest::Place(_) | BackendRequest::Query(_) => Class::Normal,
+        }
+    }
+
+    /// What refusing it means: nothing was done.
+    pub fn not_done(&self) -> &'static str {
+        match self {
+            BackendRequest::Place(_) => "not placed",
+            BackendRequest::Cancel(_) => "not canceled",
+            BackendRequest::Query(_) => "not looked up",
+        }
+    }
+
+    /// The answer refusing it before any backend work: `code`
+    /// (SERVICE_UNAVAILABLE or RATE_LIMITED), a message saying why, that
+    /// nothing was done and when to retry, and the hint in `retry_after_ms`.
+    pub fn refused(&self, code: Code, reason: &str, retry_after: Duration) -> BackendReply {
+        let ms = u32::try_from(retry_after.as_millis().max(1)).unwrap_or(u32::MAX);
+        let mut reply = self.failure(
+            code,
+            format!(
+                "{reason}: {}; retry in {ms} ms with the same request_id",
+                self.not_done()
+            ),
+        );
+        reply.set_retry_after(ms);
+        reply
+    }
+
     /// The typed response refusing this request with `code`. PlaceOrder
     /// responses echo the request_id, CancelOrder ones the order_id, unless
     /// it is longer than [`MAX_ID_LEN`].
@@ -121,6 +166,24 @@ impl BackendReply {
             BackendReply::Place(r) => r.code,
             BackendReply::Cancel(r) => r.code,
             BackendReply::Query(r) => r.code,
+        }
+    }
+
+    /// Sets the retry-after hint (milliseconds).
+    pub fn set_retry_after(&mut self, ms: u32) {
+        match self {
+            BackendReply::Place(r) => r.retry_after_ms = ms,
+            BackendReply::Cancel(r) => r.retry_after_ms = ms,
+            BackendReply::Query(r) => r.retry_after_ms = ms,
+        }
+    }
+
+    /// The retry-after hint (milliseconds; 0: none).
+    pub fn retry_after_ms(&self) -> u32 {
+        match self {
+            BackendReply::Place(r) => r.retry_after_ms,
+            BackendReply::Cancel(r) => r.retry_after_ms,
+            BackendReply::Query(r) => r.retry_after_ms,
         }
     }
 
@@ -197,5 +260,35 @@ mod tests {
         assert_eq!(frame.msg_type, MsgType::PlaceOrder.as_u16());
         assert!(frame.is_response());
         assert_eq!(frame.correlation_id, 9);
+    }
+
+    #[test]
+    fn refusals_say_nothing_was_done_and_when_to_retry() {
+        let req = BackendRequest::Place(PlaceOrderRequest {
+            request_id: "r-9".into(),
+            ..Default::default()
+        });
+        let reply = req.refused(
+            Code::ServiceUnavailable,
+            "every backend is at its in-flight limit",
+            Duration::from_millis(40),
+        );
+        let BackendReply::Place(p) = reply else {
+            panic!("wrong reply type")
+        };
+        assert_eq!(p.code, Code::ServiceUnavailable as i32);
+        assert_eq!(p.retry_after_ms, 40);
+        assert_eq!(p.request_id, "r-9");
+        assert!(p.message.contains("not placed"), "{}", p.message);
+        assert!(p.message.contains("retry in 40 ms"), "{}", p.message);
+        let cancel = BackendRequest::Cancel(CancelOrderRequest::default());
+        assert_eq!(cancel.class(), Class::Priority);
+        assert_eq!(req.class(), Class::Normal);
+        assert!(
+            cancel
+                .refused(Code::RateLimited, "slow down", Duration::ZERO)
+                .retry_after_ms()
+                >= 1
+        );
     }
 }

@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 
 pub use error::{timeout_message, CallError, CallOutcome};
 pub use grpc::{ChannelSettings, GrpcConnector, GrpcUpstream};
-pub use message::{BackendReply, BackendRequest, MAX_ID_LEN};
+pub use message::{BackendReply, BackendRequest, Class, MAX_ID_LEN};
 
 /// One backend, as the router sees it. Futures are boxed and `'static` so
 /// attempts can race each other (hedging) and be dropped (cancelled) freely;

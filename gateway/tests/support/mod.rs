@@ -61,7 +61,7 @@ impl OrderService for FakeOrders {
             order_id: format!("ord-{}", r.request_id),
             request_id: r.request_id,
             status: OrderStatus::Accepted as i32,
-            replayed: false,
+            ..Default::default()
         }))
     }
 
@@ -75,6 +75,7 @@ impl OrderService for FakeOrders {
             message: String::new(),
             order_id: r.order_id,
             status: OrderStatus::Canceled as i32,
+            ..Default::default()
         }))
     }
 
@@ -88,7 +89,7 @@ impl OrderService for FakeOrders {
             return Ok(Response::new(QueryOrderResponse {
                 code: Code::NotFound as i32,
                 message: "no such order".into(),
-                order: None,
+                ..Default::default()
             }));
         }
         Ok(Response::new(QueryOrderResponse {
@@ -100,6 +101,7 @@ impl OrderService for FakeOrders {
                 status: OrderStatus::Accepted as i32,
                 ..Default::default()
             }),
+            ..Default::default()
         }))
     }
 }
@@ -152,8 +154,9 @@ pub fn config(backend: String) -> GatewayConfig {
     // Generous: the machine running the tests is shared and noisy.
     c.request_timeout_ms = Duration::from_secs(5).into();
     // These tests pipeline hundreds of requests to one backend; the bulkhead
-    // is tested in the resilience tests.
+    // and the adaptive limit are tested in the resilience tests.
     c.resilience.max_in_flight_per_backend = 4096;
+    c.resilience.adaptive_limit = false;
     c
 }
 

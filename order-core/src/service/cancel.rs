@@ -17,6 +17,7 @@ fn answer(
         message: message.into(),
         order_id: order_id.to_owned(),
         status: status as i32,
+        retry_after_ms: 0,
     }
 }
 

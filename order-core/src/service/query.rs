@@ -13,6 +13,7 @@ fn answer(code: Code, message: impl Into<String>) -> QueryOrderResponse {
         code: code as i32,
         message: message.into(),
         order: None,
+        retry_after_ms: 0,
     }
 }
 
@@ -31,6 +32,7 @@ pub(crate) async fn query(ctx: &OrderContext, call: QueryOrderCall) -> QueryOrde
             code: Code::Ok as i32,
             message: String::new(),
             order: Some(order.to_proto()),
+            retry_after_ms: 0,
         },
         Err(e) => {
             tracing::error!(error = %e, order_id, "order store failure during query");

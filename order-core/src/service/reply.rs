@@ -18,6 +18,7 @@ pub(crate) fn refusal(
         order_id: String::new(),
         status: OrderStatus::Unspecified as i32,
         replayed: false,
+        retry_after_ms: 0,
     }
 }
 
@@ -30,6 +31,7 @@ pub(crate) fn from_order(order: &StoredOrder, replayed: bool) -> PlaceOrderRespo
         order_id: order.order_id.clone(),
         status: order.status as i32,
         replayed,
+        retry_after_ms: 0,
     }
 }
 

@@ -8,6 +8,7 @@ use hts_proto::v1::{Code, PlaceOrderRequest, QueryOrderRequest};
 use tokio::time::Instant as Deadline;
 
 use super::*;
+use crate::resilience::config::DEFAULT_LIMIT_LATENCY_SHARE;
 use crate::resilience::hedge::MIN_HEDGE_SAMPLES;
 use crate::resilience::latency::REFRESH;
 use crate::upstream::fake::{FakeConnector, Mode};
@@ -31,7 +32,7 @@ impl Fixture {
 
 fn router(modes: &[Mode], cfg: ResilienceConfig) -> Fixture {
     let (fakes, urls) = FakeConnector::with(modes);
-    let set = BackendSet::new(&urls, fakes.clone(), cfg.backend()).unwrap();
+    let set = BackendSet::new(&urls, fakes.clone(), cfg.backend(Duration::from_secs(2))).unwrap();
     Fixture {
         router: Arc::new(Router::new(set, cfg, Duration::from_secs(2))),
         fakes,
@@ -330,5 +331,345 @@ async fn reconfigure_validates_and_keeps_unchanged_state() {
         })
         .unwrap();
     assert_eq!(f.router.config().max_retries, 3);
-    assert_eq!(f.router.set().params().max_in_flight, 7, "backends follow");
+    assert_eq!(f.router.set().params().limit.max, 7, "backends follow");
+}
+
+// ------------------------------------------------------------ overload
+
+/// One answer of an offered-load run.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    code: i32,
+    latency: Duration,
+    sent_at: Duration,
+}
+
+fn cancel(id: &str) -> BackendRequest {
+    BackendRequest::Cancel(hts_proto::v1::CancelOrderRequest {
+        request_id: id.into(),
+        order_id: "o-1".into(),
+    })
+}
+
+/// Offers `rate` requests/s of `make(i)` for `for_` from `account`, open
+/// loop (each request sent at its due time whatever the answers), with a
+/// 50 ms deadline; returns every answer.
+async fn offer(
+    r: &Arc<Router>,
+    account: &str,
+    rate: f64,
+    for_: Duration,
+    make: fn(usize) -> BackendRequest,
+) -> Vec<Answer> {
+    let start = Deadline::now();
+    let n = (rate * for_.as_secs_f64()) as usize;
+    let account: Arc<str> = Arc::from(account);
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let r = r.clone();
+            let account = account.clone();
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(due).await;
+                let sent = Deadline::now();
+                let reply = r
+                    .call(
+                        &account,
+                        make(i),
+                        i as u64,
+                        sent + Duration::from_millis(50),
+                    )
+                    .await;
+                Answer {
+                    code: reply.code(),
+                    latency: sent.elapsed(),
+                    sent_at: sent - start,
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn count(answers: &[Answer], code: Code) -> usize {
+    answers.iter().filter(|a| a.code == code as i32).count()
+}
+
+fn p99(mut latencies: Vec<Duration>) -> Duration {
+    latencies.sort();
+    latencies
+        .get(latencies.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ok_p99(answers: &[Answer]) -> Duration {
+    p99(answers
+        .iter()
+        .filter(|a| a.code == Code::Ok as i32)
+        .map(|a| a.latency)
+        .collect())
+}
+
+/// Three backends of 2 workers × 5 ms each: 1,200 orders/s in all.
+fn saturable() -> Fixture {
+    let cfg = ResilienceConfig {
+        account_rate_per_sec: 0,
+        ..ResilienceConfig::default()
+    };
+    let (fakes, urls) = FakeConnector::with(
+        &[Mode::Capacity {
+            workers: 2,
+            service_ms: 5,
+        }; 3],
+    );
+    let set =
+        BackendSet::new(&urls, fakes.clone(), cfg.backend(Duration::from_millis(50))).unwrap();
+    Fixture {
+        router: Arc::new(Router::new(set, cfg, Duration::from_millis(50))),
+        fakes,
+        urls,
+    }
+}
+
+const CAPACITY: f64 = 1_200.0;
+
+fn places(i: usize) -> BackendRequest {
+    place(&format!("p-{i}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn goodput_holds_from_2x_to_8x_capacity_and_the_excess_is_refused_at_once() {
+    for factor in [2.0, 4.0, 8.0] {
+        let f = saturable();
+        // Warm up at half capacity (the limits learn the backends).
+        offer(
+            &f.router,
+            "ACC-W",
+            CAPACITY / 2.0,
+            Duration::from_millis(300),
+            places,
+        )
+        .await;
+        let run = Duration::from_millis(500);
+        let answers = offer(&f.router, "ACC-1", CAPACITY * factor, run, places).await;
+        let ok = count(&answers, Code::Ok);
+        let goodput = ok as f64 / run.as_secs_f64();
+        let refused = count(&answers, Code::ServiceUnavailable);
+        let summary = format!(
+            "{factor}x: {ok} OK ({goodput:.0}/s), {refused} refused, {} TIMEOUT of {}; OK p99 {:?}",
+            count(&answers, Code::Timeout),
+            answers.len(),
+            ok_p99(&answers),
+        );
+        assert!(goodput >= 0.9 * CAPACITY, "{summary}");
+        assert!(ok_p99(&answers) <= Duration::from_millis(50), "{summary}");
+        assert_eq!(ok + refused, answers.len(), "only OK or refused: {summary}");
+        // Refusals are decided at the edge: almost all at once, none later
+        // than the wait budget.
+        let budget = f.router.config().queue_wait(Duration::from_millis(50));
+        let refusals: Vec<Duration> = answers
+            .iter()
+            .filter(|a| a.code == Code::ServiceUnavailable as i32)
+            .map(|a| a.latency)
+            .collect();
+        let at_once = refusals
+            .iter()
+            .filter(|l| **l <= Duration::from_millis(1))
+            .count();
+        assert!(
+            at_once * 100 >= refusals.len() * 95,
+            "{at_once} at once: {summary}"
+        );
+        assert!(refusals.iter().all(|l| *l <= budget), "{summary}");
+        // Pure overload is not a broken backend.
+        for b in f.router.snapshot().backends {
+            assert_eq!(b.breaker.times_opened, 0, "{summary}: {b:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_is_back_within_a_second_of_the_overload_ending() {
+    let f = saturable();
+    offer(
+        &f.router,
+        "ACC-W",
+        CAPACITY / 2.0,
+        Duration::from_millis(300),
+        places,
+    )
+    .await;
+    offer(
+        &f.router,
+        "ACC-1",
+        CAPACITY * 8.0,
+        Duration::from_secs(1),
+        places,
+    )
+    .await;
+    let after = offer(
+        &f.router,
+        "ACC-2",
+        CAPACITY / 2.0,
+        Duration::from_secs(2),
+        places,
+    )
+    .await;
+    let late: Vec<&Answer> = after
+        .iter()
+        .filter(|a| a.sent_at >= Duration::from_secs(1))
+        .collect();
+    let ok = late.iter().filter(|a| a.code == Code::Ok as i32).count();
+    assert!(ok * 100 >= late.len() * 99, "{ok} OK of {}", late.len());
+    // And already in the first second most are served.
+    assert!(count(&after, Code::Ok) * 100 >= after.len() * 95);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_one_account_neither_times_out_nor_starves_the_others() {
+    let f = saturable();
+    offer(
+        &f.router,
+        "ACC-W",
+        CAPACITY / 2.0,
+        Duration::from_millis(300),
+        places,
+    )
+    .await;
+    let baseline = offer(
+        &f.router,
+        "ACC-QUIET",
+        200.0,
+        Duration::from_millis(500),
+        places,
+    )
+    .await;
+    let base_p99 = ok_p99(&baseline);
+    // A basket of 5,000 at once from one account, while the quiet one goes on.
+    let burst = {
+        let r = f.router.clone();
+        tokio::spawn(async move {
+            offer(
+                &r,
+                "ACC-BURST",
+                1_000_000.0,
+                Duration::from_millis(5),
+                places,
+            )
+            .await
+        })
+    };
+    let quiet = offer(
+        &f.router,
+        "ACC-QUIET",
+        200.0,
+        Duration::from_millis(500),
+        places,
+    )
+    .await;
+    let burst = burst.await.unwrap();
+    assert_eq!(
+        count(&burst, Code::Timeout),
+        0,
+        "no TIMEOUT from our own queueing"
+    );
+    assert_eq!(
+        count(&burst, Code::Ok) + count(&burst, Code::ServiceUnavailable),
+        burst.len(),
+        "each placed or refused with a definite code"
+    );
+    assert!(count(&burst, Code::Ok) > 0);
+    assert_eq!(
+        count(&quiet, Code::Ok),
+        quiet.len(),
+        "the quiet account is served"
+    );
+    // Served ahead of the basket (round robin), it waits at most behind the
+    // calls already inside the backends when the basket arrived: the first
+    // milliseconds of the burst cost it one backend queue (at most the
+    // limit's latency ceiling), the rest its baseline.
+    let ceiling = Duration::from_millis(50).mul_f64(DEFAULT_LIMIT_LATENCY_SHARE);
+    assert!(
+        ok_p99(&quiet) <= base_p99 + ceiling,
+        "quiet p99 {:?} vs baseline {base_p99:?}",
+        ok_p99(&quiet)
+    );
+    let settled: Vec<Duration> = quiet
+        .iter()
+        .filter(|a| a.sent_at >= ceiling)
+        .map(|a| a.latency)
+        .collect();
+    assert!(
+        p99(settled.clone()) <= base_p99 * 2 + Duration::from_millis(1),
+        "quiet p99 after the burst's first {ceiling:?}: {:?} vs baseline {base_p99:?}",
+        p99(settled)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancels_are_answered_under_an_8x_overload_of_places() {
+    let f = saturable();
+    offer(
+        &f.router,
+        "ACC-W",
+        CAPACITY / 2.0,
+        Duration::from_millis(300),
+        places,
+    )
+    .await;
+    let flood = {
+        let r = f.router.clone();
+        tokio::spawn(async move {
+            offer(&r, "ACC-1", CAPACITY * 8.0, Duration::from_secs(1), places).await
+        })
+    };
+    let cancels = offer(&f.router, "ACC-1", 200.0, Duration::from_secs(1), |i| {
+        cancel(&format!("c-{i}"))
+    })
+    .await;
+    let flood = flood.await.unwrap();
+    assert!(
+        count(&flood, Code::ServiceUnavailable) > 0,
+        "places were shed"
+    );
+    let ok = count(&cancels, Code::Ok);
+    assert!(
+        ok * 100 >= cancels.len() * 99,
+        "{ok} of {} cancels OK",
+        cancels.len()
+    );
+    assert!(ok_p99(&cancels) <= Duration::from_millis(50));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_slow_while_its_peers_are_fast_is_cut_off_by_its_breaker() {
+    // Load balancing soon avoids the slow one (its latency EWMA), so it
+    // gets few calls: a small window lets those few trip its breaker.
+    let cfg = ResilienceConfig {
+        breaker_window: 5,
+        breaker_failure_ratio: 0.5,
+        hedging: false,
+        max_retries: 0,
+        ..ResilienceConfig::default()
+    };
+    let (fakes, urls) = FakeConnector::with(&[Mode::Slow(200), Mode::Slow(1), Mode::Slow(1)]);
+    let set =
+        BackendSet::new(&urls, fakes.clone(), cfg.backend(Duration::from_millis(50))).unwrap();
+    let r = Arc::new(Router::new(set, cfg, Duration::from_millis(50)));
+    offer(&r, "ACC-1", 300.0, Duration::from_secs(2), query_n).await;
+    let s = r.snapshot();
+    let slow = s.backends.iter().find(|b| b.url == urls[0]).unwrap();
+    assert!(slow.breaker.times_opened >= 1, "{slow:?}");
+    for fast in s.backends.iter().filter(|b| b.url != urls[0]) {
+        assert_eq!(fast.breaker.times_opened, 0, "{fast:?}");
+    }
+}
+
+fn query_n(_: usize) -> BackendRequest {
+    query()
 }
