@@ -1,8 +1,13 @@
 //! Latency histograms and outcome counters of one run.
 //!
-//! Three HDR histograms (1 µs to 60 s, 3 significant digits), values in
+//! HDR histograms (1 µs to 60 s, 3 significant digits), values in
 //! microseconds: latency from the due time (coordinated-omission correct),
-//! latency from the send time, and the harness's own lag (send − due).
+//! latency from the send time, and the harness's own lag (send − due); the
+//! latency of OK answers alone, of refusals (SERVICE_UNAVAILABLE and
+//! RATE_LIMITED: nothing was done) from the send time, and per request kind.
+//! A timeline counts answers and OK answers per [`TIMELINE_BUCKET`] of due
+//! time since the measured window began (how fast service comes back after
+//! an overload).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,6 +19,8 @@ use crate::mix::Kind;
 
 /// Highest trackable latency, in microseconds (60 s).
 pub const MAX_MICROS: u64 = 60_000_000;
+/// Width of one timeline bucket.
+pub const TIMELINE_BUCKET: Duration = Duration::from_millis(100);
 
 /// How one request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +41,15 @@ impl Outcome {
     /// Whether the request succeeded.
     pub fn is_ok(&self) -> bool {
         matches!(self, Outcome::Code(Code::Ok))
+    }
+
+    /// Whether the request was refused with nothing done (overload or rate limit).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Code(Code::ServiceUnavailable | Code::RateLimited)
+                | Outcome::ErrorFrame(Code::ServiceUnavailable | Code::RateLimited)
+        )
     }
 
     /// The label the report counts this outcome under.
@@ -68,6 +84,16 @@ pub struct Recorder {
     pub from_send: Histogram<u64>,
     /// Harness lag (send time − due time), µs.
     pub send_lag: Histogram<u64>,
+    /// Latency from the due time of OK answers, µs.
+    pub ok_from_due: Histogram<u64>,
+    /// Latency from the send time of refusals, µs.
+    pub refused_from_send: Histogram<u64>,
+    /// Latency from the due time per request kind (any answer), µs.
+    pub by_kind_from_due: BTreeMap<Kind, Histogram<u64>>,
+    /// Start of the measured window (timeline buckets count from it).
+    pub epoch: Option<Instant>,
+    /// (answered, OK) per [`TIMELINE_BUCKET`] of due time since `epoch`.
+    pub timeline: Vec<(u64, u64)>,
     /// Measured requests written to the wire.
     pub sent: u64,
     /// Measured requests that got an answer (any code).
@@ -92,6 +118,11 @@ impl Default for Recorder {
             from_due: histogram(),
             from_send: histogram(),
             send_lag: histogram(),
+            ok_from_due: histogram(),
+            refused_from_send: histogram(),
+            by_kind_from_due: BTreeMap::new(),
+            epoch: None,
+            timeline: Vec::new(),
             sent: 0,
             responses: 0,
             timeouts: 0,
@@ -114,13 +145,40 @@ impl Recorder {
         self.last_send = Some(self.last_send.map_or(sent, |t| t.max(sent)));
     }
 
-    /// A measured request ended with `outcome` at `now`. A client timeout is
-    /// recorded at its (lower-bound) latency too, so percentiles never hide it.
-    pub fn on_done(&mut self, outcome: &Outcome, due: Instant, sent: Instant, now: Instant) {
-        self.from_due
-            .saturating_record(micros(now.saturating_duration_since(due)));
-        self.from_send
-            .saturating_record(micros(now.saturating_duration_since(sent)));
+    /// A measured request of `kind` ended with `outcome` at `now`. A client
+    /// timeout is recorded at its (lower-bound) latency too, so percentiles
+    /// never hide it.
+    pub fn on_done(
+        &mut self,
+        kind: Kind,
+        outcome: &Outcome,
+        due: Instant,
+        sent: Instant,
+        now: Instant,
+    ) {
+        let from_due = micros(now.saturating_duration_since(due));
+        let from_send = micros(now.saturating_duration_since(sent));
+        self.from_due.saturating_record(from_due);
+        self.from_send.saturating_record(from_send);
+        if outcome.is_ok() {
+            self.ok_from_due.saturating_record(from_due);
+        }
+        if outcome.is_refusal() {
+            self.refused_from_send.saturating_record(from_send);
+        }
+        self.by_kind_from_due
+            .entry(kind)
+            .or_insert_with(histogram)
+            .saturating_record(from_due);
+        if let Some(epoch) = self.epoch {
+            let bucket = (due.saturating_duration_since(epoch).as_millis()
+                / TIMELINE_BUCKET.as_millis()) as usize;
+            if bucket >= self.timeline.len() {
+                self.timeline.resize(bucket + 1, (0, 0));
+            }
+            self.timeline[bucket].0 += 1;
+            self.timeline[bucket].1 += u64::from(outcome.is_ok());
+        }
         *self.codes.entry(outcome.label()).or_default() += 1;
         if *outcome == Outcome::ClientTimeout {
             self.timeouts += 1;
@@ -139,6 +197,23 @@ impl Recorder {
         let _ = self.from_due.add(&other.from_due);
         let _ = self.from_send.add(&other.from_send);
         let _ = self.send_lag.add(&other.send_lag);
+        let _ = self.ok_from_due.add(&other.ok_from_due);
+        let _ = self.refused_from_send.add(&other.refused_from_send);
+        for (k, h) in &other.by_kind_from_due {
+            let _ = self
+                .by_kind_from_due
+                .entry(*k)
+                .or_insert_with(histogram)
+                .add(h);
+        }
+        if self.timeline.len() < other.timeline.len() {
+            self.timeline.resize(other.timeline.len(), (0, 0));
+        }
+        for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+        self.epoch = self.epoch.or(other.epoch);
         self.sent += other.sent;
         self.responses += other.responses;
         self.timeouts += other.timeouts;
@@ -173,28 +248,47 @@ mod tests {
         let sent = t0 + Duration::from_millis(2);
         let mut r = Recorder::default();
         r.on_send(Kind::Place, due, sent);
+        r.epoch = Some(t0);
         r.on_done(
+            Kind::Place,
             &Outcome::Code(Code::Ok),
             due,
             sent,
             t0 + Duration::from_millis(3),
         );
-        let mut other = Recorder::default();
+        let mut other = Recorder {
+            epoch: Some(t0),
+            ..Default::default()
+        };
         other.on_send(Kind::Query, due, due);
         other.on_done(
+            Kind::Query,
             &Outcome::ClientTimeout,
             due,
             due,
             t0 + Duration::from_secs(5),
         );
+        other.on_send(Kind::Place, due, due);
+        other.on_done(
+            Kind::Place,
+            &Outcome::Code(Code::ServiceUnavailable),
+            due + Duration::from_millis(250),
+            due + Duration::from_millis(250),
+            due + Duration::from_millis(251),
+        );
         r.merge(&other);
-        assert_eq!(r.sent, 2);
-        assert_eq!(r.responses, 1);
+        assert_eq!(r.sent, 3);
+        assert_eq!(r.responses, 2);
         assert_eq!(r.timeouts, 1);
-        assert_eq!(r.errors, 1);
+        assert_eq!(r.errors, 2);
+        assert_eq!(r.ok_from_due.len(), 1, "OK answers alone");
+        assert_eq!(r.refused_from_send.len(), 1);
+        assert_eq!(r.refused_from_send.max(), 1_000);
+        assert_eq!(r.by_kind_from_due[&Kind::Query].len(), 1);
+        assert_eq!(r.timeline, vec![(2, 1), (0, 0), (1, 0)]);
         assert_eq!(r.codes.get("OK"), Some(&1));
         assert_eq!(r.codes.get("CLIENT_TIMEOUT"), Some(&1));
-        assert_eq!(r.from_due.len(), 2);
+        assert_eq!(r.from_due.len(), 3);
         let p50_due = r.from_due.value_at_quantile(0.5);
         assert!((2_990..=3_010).contains(&p50_due), "{p50_due}");
         let min_send = r.from_send.min();

@@ -141,10 +141,30 @@ pub struct RunReport {
     pub latency_from_send_us: Percentiles,
     /// The harness's own lag, send time − due time, µs.
     pub send_lag_us: Percentiles,
+    /// Latency from the due time of OK answers alone, µs.
+    pub ok_latency_from_due_us: Percentiles,
+    /// Latency from the send time of refusals (SERVICE_UNAVAILABLE,
+    /// RATE_LIMITED: nothing done), µs.
+    pub refusal_latency_from_send_us: Percentiles,
+    /// Latency from the due time per request kind, µs.
+    pub latency_by_kind_from_due_us: BTreeMap<String, Percentiles>,
+    /// Answers and OK answers per 100 ms of due time in the measured window.
+    pub timeline: Vec<TimelinePoint>,
     /// Watched processes (`--pid`).
     pub processes: Vec<ProcReport>,
     /// Percentile distribution for plots.
     pub distribution: Vec<DistPoint>,
+}
+
+/// One bucket of a run's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimelinePoint {
+    /// Start of the bucket, ms of due time since the measured window began.
+    pub t_ms: u64,
+    /// Requests due in it that were answered (any code).
+    pub answered: u64,
+    /// Of those, OK.
+    pub ok: u64,
 }
 
 /// Percentiles at which the distribution is sampled: 0, 50, 75, 90, ... up to 99.999.
@@ -233,6 +253,23 @@ impl RunReport {
             latency_from_due_us: Percentiles::of(&rec.from_due),
             latency_from_send_us: Percentiles::of(&rec.from_send),
             send_lag_us: Percentiles::of(&rec.send_lag),
+            ok_latency_from_due_us: Percentiles::of(&rec.ok_from_due),
+            refusal_latency_from_send_us: Percentiles::of(&rec.refused_from_send),
+            latency_by_kind_from_due_us: rec
+                .by_kind_from_due
+                .iter()
+                .map(|(k, h)| (k.name().to_owned(), Percentiles::of(h)))
+                .collect(),
+            timeline: rec
+                .timeline
+                .iter()
+                .enumerate()
+                .map(|(i, (answered, ok))| TimelinePoint {
+                    t_ms: i as u64 * crate::recorder::TIMELINE_BUCKET.as_millis() as u64,
+                    answered: *answered,
+                    ok: *ok,
+                })
+                .collect(),
             processes,
             distribution,
         }

@@ -56,6 +56,17 @@ pub const TIMEOUTS: &str = "hts_request_timeouts_total";
 pub const NO_BACKEND: &str = "hts_no_backend_total";
 /// Counter: requests refused RATE_LIMITED.
 pub const RATE_LIMITED: &str = "hts_rate_limited_total";
+/// Counter: requests sent to a backend, label `class` (`normal`: places and
+/// queries; `priority`: cancels).
+pub const ADMITTED: &str = "hts_admitted_total";
+/// Counter: requests refused before any backend work, labels `class` and
+/// `reason` (`rate_limited`, `gateway_full`, `busy`: every backend at its
+/// limit, `no_backend`).
+pub const SHED: &str = "hts_shed_total";
+/// Gauge: requests waiting now for a backend to have room.
+pub const WAITING: &str = "hts_waiting_requests";
+/// Gauge: each backend's adaptive in-flight limit, label `backend`.
+pub const BACKEND_LIMIT: &str = "hts_backend_limit";
 /// Gauge: calls in flight per backend, label `backend`.
 pub const BACKEND_IN_FLIGHT: &str = "hts_backend_in_flight";
 /// Gauge: breaker state per backend (0 closed, 1 half-open, 2 open), label `backend`.
@@ -140,6 +151,16 @@ impl Exporter {
         counter!(TIMEOUTS).absolute(snapshot.timeouts);
         counter!(NO_BACKEND).absolute(snapshot.no_backend);
         counter!(RATE_LIMITED).absolute(snapshot.rate_limited);
+        gauge!(WAITING).set(snapshot.waiting as f64);
+        for (class, c) in [
+            ("normal", &snapshot.normal),
+            ("priority", &snapshot.priority),
+        ] {
+            counter!(ADMITTED, "class" => class).absolute(c.admitted);
+            for why in crate::resilience::router::Shed::ALL {
+                counter!(SHED, "class" => class, "reason" => why.label()).absolute(c.shed(why));
+            }
+        }
         let mut ready = 0usize;
         let mut now = HashSet::new();
         for b in &snapshot.backends {
@@ -147,6 +168,7 @@ impl Exporter {
             ready += usize::from(up);
             let l = [("backend", b.url.clone())];
             gauge!(BACKEND_IN_FLIGHT, &l).set(b.in_flight as f64);
+            gauge!(BACKEND_LIMIT, &l).set(b.limit as f64);
             gauge!(BACKEND_BREAKER, &l).set(b.breaker.state.gauge_value());
             gauge!(BACKEND_UP, &l).set(if up { 1.0 } else { 0.0 });
             counter!(BACKEND_CALLS, &l).absolute(b.calls);
@@ -162,6 +184,7 @@ impl Exporter {
             // A removed backend: neither in flight, nor open, nor up.
             let l = [("backend", gone.clone())];
             gauge!(BACKEND_IN_FLIGHT, &l).set(0.0);
+            gauge!(BACKEND_LIMIT, &l).set(0.0);
             gauge!(BACKEND_BREAKER, &l).set(0.0);
             gauge!(BACKEND_UP, &l).set(0.0);
         }

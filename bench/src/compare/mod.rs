@@ -9,6 +9,7 @@
 
 pub mod durable;
 pub mod hedging;
+pub mod overload;
 pub mod pg;
 pub mod procs;
 pub mod proxies;
@@ -40,6 +41,8 @@ pub enum Scenario {
     Hedging,
     /// Embedded SQLite vs PostgreSQL store for the order and account services.
     Durable,
+    /// Offered load from 0.5x to 8x the measured capacity, demo topology and PostgreSQL.
+    Overload,
 }
 
 /// Flags of `hts-bench compare`.
@@ -103,6 +106,12 @@ pub struct CompareArgs {
     /// Directory of the PostgreSQL server binaries (default: newest /usr/lib/postgresql/*/bin).
     #[arg(long)]
     pub pg_bindir: Option<PathBuf>,
+    /// Offered load of the overload scenario, as multiples of the measured capacity.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.5, 1.0, 2.0, 4.0, 8.0])]
+    pub overload_factors: Vec<f64>,
+    /// Measured time of each overload factor.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub overload_duration: Duration,
     /// Do not draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
@@ -518,6 +527,7 @@ pub async fn run(args: &CompareArgs) -> anyhow::Result<CompareReport> {
             Scenario::Proxies => proxies(&ctx).await,
             Scenario::Hedging => hedging::run(&ctx).await,
             Scenario::Durable => durable::run(&ctx).await,
+            Scenario::Overload => overload::run(&ctx).await,
         };
         scenarios.push(report.with_context(|| {
             format!("scenario {s:?} (service logs in {})", dir.path().display())

@@ -199,6 +199,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<RunReport> {
 
     let t0 = Instant::now() + Duration::from_millis(20);
     let window_start = t0 + schedule.due(schedule.warmup_requests());
+    for s in &conns.states {
+        s.lock().recorder.epoch = Some(window_start);
+    }
     let scheduled = Arc::new(AtomicU64::new(0));
     let scheduler = {
         let senders = conns.senders.clone();

@@ -29,6 +29,8 @@ pub struct Pending {
     pub due: Instant,
     /// Send time.
     pub sent: Instant,
+    /// What was sent.
+    pub kind: Kind,
     /// Whether it counts.
     pub measured: bool,
 }
@@ -81,6 +83,7 @@ impl SharedState {
             Pending {
                 due: job.due,
                 sent,
+                kind,
                 measured: job.measured,
             },
         );
@@ -95,7 +98,7 @@ impl SharedState {
             return false;
         };
         if p.measured {
-            state.recorder.on_done(outcome, p.due, p.sent, now);
+            state.recorder.on_done(p.kind, outcome, p.due, p.sent, now);
         }
         self.progress.done.fetch_add(1, Ordering::Relaxed);
         if !outcome.is_ok() {

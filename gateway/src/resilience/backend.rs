@@ -284,6 +284,7 @@ impl Backend {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         };
+        self.served.call_started(now);
         Some(Lease {
             backend: self.clone(),
             admission,
@@ -474,6 +475,7 @@ impl Drop for Lease {
             }
         }
         b.in_flight.fetch_sub(1, Ordering::AcqRel);
+        b.served.call_ended(clock::now());
         b.waiting.release();
     }
 }

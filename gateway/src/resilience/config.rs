@@ -83,13 +83,15 @@ pub const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 pub const DEFAULT_EWMA_HALF_LIFE: Duration = Duration::from_millis(500);
 /// Per-backend in-flight limits adapt by default.
 pub const DEFAULT_ADAPTIVE_LIMIT: bool = true;
-/// Default adaptive limit of a new backend.
-pub const DEFAULT_LIMIT_INITIAL: usize = 16;
+/// Default adaptive limit of a new backend (low: it grows within a few
+/// dozen fast answers, while a high start would queue a cold burst deep in
+/// a slow backend before the first answer says so).
+pub const DEFAULT_LIMIT_INITIAL: usize = 4;
 /// Default floor of the adaptive limit.
 pub const DEFAULT_LIMIT_MIN: usize = 2;
 /// Default share of the request deadline an answer may take before the
 /// adaptive limit shrinks whatever its long average says.
-pub const DEFAULT_LIMIT_LATENCY_SHARE: f64 = 0.4;
+pub const DEFAULT_LIMIT_LATENCY_SHARE: f64 = 0.25;
 /// Default latency rise over the long average tolerated before the limit shrinks.
 pub const DEFAULT_LIMIT_TOLERANCE: f64 = 1.5;
 /// Default calls per backend reserved beyond its limit for cancels.
@@ -97,7 +99,7 @@ pub const DEFAULT_PRIORITY_RESERVE: usize = 8;
 /// Default requests of the global in-flight limit only cancels may use.
 pub const DEFAULT_GLOBAL_PRIORITY_RESERVE: usize = 128;
 /// Default share of the request deadline a request may wait for capacity.
-pub const DEFAULT_QUEUE_WAIT_SHARE: f64 = 0.6;
+pub const DEFAULT_QUEUE_WAIT_SHARE: f64 = 0.5;
 /// Default sustained cancels per second per account (their own bucket).
 pub const DEFAULT_CANCEL_RATE_PER_SEC: u32 = 2_000;
 /// Default cancel burst per account.

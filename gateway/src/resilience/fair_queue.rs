@@ -272,21 +272,27 @@ fn remove_from(q: &mut VecDeque<Waiter>, id: u64) -> bool {
 }
 
 impl Ticket<'_> {
-    /// Waits until woken (capacity was handed to this request) or `until`.
-    pub async fn wait(mut self, until: Instant) -> Result<(), NoCapacity> {
-        let Some(woken) = self.woken.take() else {
+    /// Waits until woken (capacity was handed to this request: the ticket
+    /// is then out of the queue) or `until` (it stays queued: wait again,
+    /// or drop it to leave).
+    pub async fn wait(&mut self, until: Instant) -> Result<(), NoCapacity> {
+        let Some(woken) = self.woken.as_mut() else {
             return Err(NoCapacity::Expired);
         };
         match tokio::time::timeout_at(until, woken).await {
             Ok(Ok(())) => {
                 self.id = 0; // already out of the queue
+                self.woken = None;
                 Ok(())
             }
-            _ => {
-                self.queue.expired.fetch_add(1, Ordering::Relaxed);
-                Err(NoCapacity::Expired)
-            }
+            Ok(Err(_)) => Err(NoCapacity::Expired),
+            Err(_) => Err(NoCapacity::Expired),
         }
+    }
+
+    /// Leaves the queue for good after waiting in vain.
+    pub fn expire(self) {
+        self.queue.expired.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -402,8 +408,11 @@ mod tests {
         let _d = q.join(&acc("D"), Class::Normal, false, P).unwrap();
         let start = Instant::now();
         let until = start + Duration::from_millis(7);
+        let mut t1 = t1;
         assert_eq!(t1.wait(until).await.unwrap_err(), NoCapacity::Expired);
         assert_eq!(Instant::now(), until, "waited exactly until `until`");
+        assert_eq!(q.len(), 6, "still queued after a wait in vain");
+        t1.expire();
         assert_eq!(q.len(), 5, "the expired waiter left the queue");
         assert_eq!(q.counts(), (1, 3));
     }
@@ -418,6 +427,7 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert!(q.release());
         let until = Instant::now() + Duration::from_millis(5);
+        let mut stays = stays;
         assert!(stays.wait(until).await.is_ok());
         assert!(!q.release(), "nobody left");
     }

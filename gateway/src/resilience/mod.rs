@@ -55,4 +55,4 @@ pub use backend::BackendSnapshot;
 pub use config::{ConfigError, ResilienceConfig};
 pub use router::Router;
 pub use set::{BackendSet, NoBackend, SetError};
-pub use snapshot::RouterSnapshot;
+pub use snapshot::{ClassSnapshot, RouterSnapshot};

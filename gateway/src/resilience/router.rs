@@ -33,9 +33,10 @@ use crate::resilience::budget::RetryBudget;
 use crate::resilience::clock;
 use crate::resilience::config::{ConfigError, ResilienceConfig};
 use crate::resilience::fair_queue::{NoCapacity, QueueParams};
-use crate::resilience::hedge::Hedging;
+use crate::resilience::hedge::{Hedging, MIN_HEDGE_SAMPLES};
 use crate::resilience::retry::Verdict;
 use crate::resilience::set::{BackendSet, NoBackend};
+use crate::resilience::throughput::STALL;
 use crate::upstream::{timeout_message, BackendReply, BackendRequest, Class};
 
 /// Shortest retry-after hint of a refusal.
@@ -60,6 +61,46 @@ pub struct Router {
     pub(crate) counters: Counters,
 }
 
+/// Why a request was shed (refused before any backend work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// The account's rate bucket was empty.
+    RateLimited,
+    /// The gateway-wide in-flight limit was reached.
+    GatewayFull,
+    /// Every backend was at its limit and the request could not wait.
+    Busy,
+    /// No backend could take it (none, all open, all ejected).
+    NoBackend,
+}
+
+impl Shed {
+    /// Every reason, in label order.
+    pub const ALL: [Shed; 4] = [
+        Shed::RateLimited,
+        Shed::GatewayFull,
+        Shed::Busy,
+        Shed::NoBackend,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Shed::RateLimited => "rate_limited",
+            Shed::GatewayFull => "gateway_full",
+            Shed::Busy => "busy",
+            Shed::NoBackend => "no_backend",
+        }
+    }
+}
+
+/// Admitted and shed requests of one admission class.
+#[derive(Debug, Default)]
+pub(crate) struct ClassCounters {
+    pub(crate) admitted: AtomicU64,
+    pub(crate) shed: [AtomicU64; 4],
+}
+
 /// Router-level counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -69,12 +110,29 @@ pub(crate) struct Counters {
     pub(crate) busy: AtomicU64,
     /// Requests that waited for room and got it.
     pub(crate) queued: AtomicU64,
+    /// Per class: [normal, priority].
+    pub(crate) classes: [ClassCounters; 2],
     pub(crate) retries: AtomicU64,
     pub(crate) timeouts: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The index of `class` in [`Counters::classes`].
+pub(crate) fn class_index(class: Class) -> usize {
+    match class {
+        Class::Normal => 0,
+        Class::Priority => 1,
+    }
+}
+
+impl Counters {
+    fn shed(&self, class: Class, why: Shed) {
+        let i = Shed::ALL.iter().position(|s| *s == why).unwrap_or(0);
+        inc(&self.classes[class_index(class)].shed[i]);
+    }
 }
 
 impl Router {
@@ -154,10 +212,12 @@ impl Router {
         let _admitted = match self.admission.admit(account, class) {
             Ok(admitted) => admitted,
             Err(refusal @ Refusal::RateLimited(wait)) => {
-                return request.refused(refusal.code(), refusal.reason(), wait)
+                self.counters.shed(class, Shed::RateLimited);
+                return request.refused(refusal.code(), refusal.reason(), wait);
             }
             Err(refusal @ Refusal::AtCapacity) => {
-                return request.refused(refusal.code(), refusal.reason(), self.busy_retry_after())
+                self.counters.shed(class, Shed::GatewayFull);
+                return request.refused(refusal.code(), refusal.reason(), self.busy_retry_after());
             }
         };
         if Deadline::now() >= deadline {
@@ -168,6 +228,7 @@ impl Router {
             Ok(lease) => lease,
             Err(NoBackend::AllBusy) => {
                 inc(&self.counters.busy);
+                self.counters.shed(class, Shed::Busy);
                 return request.refused(
                     Code::ServiceUnavailable,
                     &NoBackend::AllBusy.to_string(),
@@ -176,6 +237,7 @@ impl Router {
             }
             Err(why) => {
                 inc(&self.counters.no_backend);
+                self.counters.shed(class, Shed::NoBackend);
                 return request.refused(
                     Code::ServiceUnavailable,
                     &why.to_string(),
@@ -183,6 +245,7 @@ impl Router {
                 );
             }
         };
+        inc(&self.counters.classes[class_index(class)].admitted);
         let call = Call {
             account: account.clone(),
             request: Arc::new(request),
@@ -214,15 +277,22 @@ impl Router {
             }
         }
         let now = Deadline::now();
+        if self.set.stalled(clock::now()) {
+            return Err(NoBackend::AllBusy);
+        }
         let (_, _, per_sec) = self.set.load(clock::now());
         let config = self.config();
         // Never wait so long that an answer could not come in time: leave
-        // twice the latency the backends show at their limits (or, before
-        // any answer, the limit's latency ceiling).
-        let service = match self.set.limit_rtt() {
-            rtt if rtt.is_zero() => self.request_timeout.mul_f64(config.limit_latency_share),
-            rtt => rtt * 2,
-        };
+        // the rest of the deadline after the wait budget (at least 1.6 times
+        // the limit's latency ceiling with the defaults), more when the
+        // pool's recent p99 or the latency at the backends' limits say so.
+        let recent = self.hedging.pool_latency().quantiles(clock::now());
+        let mut service = self.request_timeout.mul_f64(1.0 - config.queue_wait_share);
+        if recent.count >= MIN_HEDGE_SAMPLES {
+            service = service
+                .max(self.set.limit_rtt() * 2)
+                .max(recent.p99.mul_f64(1.25));
+        }
         let until = (now + config.queue_wait(self.request_timeout))
             .min(deadline.checked_sub(service).unwrap_or(now));
         if until <= now {
@@ -231,7 +301,7 @@ impl Router {
         let limits = queue_limits(per_sec, until - now);
         let mut front = false;
         loop {
-            let ticket = waiting
+            let mut ticket = waiting
                 .join(account, class, front, limits)
                 .map_err(|_: NoCapacity| NoBackend::AllBusy)?;
             // Nobody else waits: room freed before we queued would wake no one.
@@ -245,7 +315,18 @@ impl Router {
                     return Ok(lease);
                 }
             }
-            ticket.wait(until).await.map_err(|_| NoBackend::AllBusy)?;
+            // Wait in slices: as long as calls keep ending (progress), up to
+            // `until`; hung backends end the wait after one slice.
+            loop {
+                let slice = (Deadline::now() + STALL).min(until);
+                if ticket.wait(slice).await.is_ok() {
+                    break;
+                }
+                if Deadline::now() >= until || self.set.stalled(clock::now()) {
+                    ticket.expire();
+                    return Err(NoBackend::AllBusy);
+                }
+            }
             match self
                 .set
                 .choose(&[], AttemptKind::First, class, clock::now())

@@ -138,6 +138,14 @@ impl BackendSet {
         (in_flight, limits, self.served.per_sec(now))
     }
 
+    /// Whether calls are in flight and none ended for a while — twice the
+    /// latency the backends show at their limits, at least
+    /// [`crate::resilience::throughput::STALL`] (hung backends: waiting for
+    /// room is pointless).
+    pub fn stalled(&self, now: Instant) -> bool {
+        self.served.stalled(now, self.limit_rtt() * 2)
+    }
+
     /// The slowest latency the active backends' limiters see at their
     /// limits (zero before any answer).
     pub fn limit_rtt(&self) -> Duration {

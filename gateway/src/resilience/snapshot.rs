@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::resilience::backend::BackendSnapshot;
 use crate::resilience::clock;
-use crate::resilience::router::Router;
+use crate::resilience::router::{ClassCounters, Router, Shed};
 
 /// Point-in-time view of the router and every backend.
 #[derive(Debug, Clone, Serialize)]
@@ -30,6 +30,16 @@ pub struct RouterSnapshot {
     pub timeouts: u64,
     /// Requests in flight.
     pub in_flight: usize,
+    /// Requests waiting now for a backend to have room.
+    pub waiting: usize,
+    /// Requests that waited for room and got it.
+    pub queued: u64,
+    /// Requests refused because every backend was at its limit.
+    pub busy: u64,
+    /// Places and queries: admitted to a backend, and shed by reason.
+    pub normal: ClassSnapshot,
+    /// Cancels: admitted to a backend, and shed by reason.
+    pub priority: ClassSnapshot,
     /// Retry budget: requests deposited.
     pub budget_deposits: u64,
     /// Retry budget: retries and hedges granted.
@@ -42,6 +52,47 @@ pub struct RouterSnapshot {
     pub backend_calls: u64,
     /// Per-backend state.
     pub backends: Vec<BackendSnapshot>,
+}
+
+/// Admitted and shed requests of one admission class.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassSnapshot {
+    /// Sent to a backend.
+    pub admitted: u64,
+    /// Refused because the account's rate bucket was empty.
+    pub rate_limited: u64,
+    /// Refused at the gateway-wide in-flight limit.
+    pub gateway_full: u64,
+    /// Refused because every backend was at its limit.
+    pub busy: u64,
+    /// Refused because no backend could take it.
+    pub no_backend: u64,
+}
+
+impl ClassSnapshot {
+    fn of(c: &ClassCounters) -> ClassSnapshot {
+        let shed = |why: Shed| {
+            let i = Shed::ALL.iter().position(|s| *s == why).unwrap_or(0);
+            c.shed[i].load(Ordering::Relaxed)
+        };
+        ClassSnapshot {
+            admitted: c.admitted.load(Ordering::Relaxed),
+            rate_limited: shed(Shed::RateLimited),
+            gateway_full: shed(Shed::GatewayFull),
+            busy: shed(Shed::Busy),
+            no_backend: shed(Shed::NoBackend),
+        }
+    }
+
+    /// Shed requests of `why`.
+    pub fn shed(&self, why: Shed) -> u64 {
+        match why {
+            Shed::RateLimited => self.rate_limited,
+            Shed::GatewayFull => self.gateway_full,
+            Shed::Busy => self.busy,
+            Shed::NoBackend => self.no_backend,
+        }
+    }
 }
 
 impl Router {
@@ -61,6 +112,11 @@ impl Router {
             hedge_wins,
             timeouts: c.timeouts.load(Ordering::Relaxed),
             in_flight: self.admission.in_flight(),
+            waiting: self.set.waiting().len(),
+            queued: c.queued.load(Ordering::Relaxed),
+            busy: c.busy.load(Ordering::Relaxed),
+            normal: ClassSnapshot::of(&c.classes[0]),
+            priority: ClassSnapshot::of(&c.classes[1]),
             budget_deposits,
             budget_granted,
             budget_denied,
