@@ -852,6 +852,115 @@ fn network_partition(report: &mut ScenarioReport) {
     drop(ns);
 }
 
+/// What the system serves, in this run: a closed loop of 32 orders in
+/// flight on gateway 0 for 3 s; OK orders per second.
+fn capacity_of(system: &System) -> f64 {
+    block_on(async {
+        let client = support::login(system.gateway_addrs[0], "ACC-0690").await;
+        let until = Instant::now() + Duration::from_secs(3);
+        let started = Instant::now();
+        let workers = (0..32).map(|w| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                let mut n = 0;
+                while Instant::now() < until {
+                    let order = hts_proto::v1::PlaceOrderRequest {
+                        request_id: format!("s7-cap-{w}-{n}"),
+                        symbol: "005930".into(),
+                        side: hts_proto::v1::Side::Buy as i32,
+                        order_type: hts_proto::v1::OrderType::Limit as i32,
+                        price: chaos_support::load::PRICE,
+                        quantity: 1,
+                        ..Default::default()
+                    };
+                    if let Ok(r) = client.place(order).await {
+                        ok += u64::from(r.code == hts_proto::v1::Code::Ok as i32);
+                    }
+                    n += 1;
+                }
+                ok
+            })
+        });
+        let mut ok = 0;
+        for w in futures::future::join_all(workers).await {
+            ok += w.unwrap_or(0);
+        }
+        ok as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// OK answers per second of the sends made in `[from, to)`.
+fn goodput(load: &LoadResult, from: Instant, to: Instant) -> f64 {
+    let ok = load
+        .attempts()
+        .filter(|a| a.sent_at >= from && a.sent_at < to && a.answer.is_ok())
+        .count();
+    ok as f64 / to.saturating_duration_since(from).as_secs_f64().max(1e-9)
+}
+
+/// Scenario 7: 4x the measured capacity, and an order service SIGKILLed.
+fn overload_and_kill(report: &mut ScenarioReport) {
+    report.procedure = "Three order services behind one gateway. Capacity is measured first \
+        (a closed loop of 32 orders in flight for 3 s); then the standard four connections \
+        offer 4x that, open loop, with their usual retries of refused orders (same \
+        request_id); after the steady phase service 0 is SIGKILLed and stays down. The \
+        kill is detected when the gateway no longer counts the victim healthy."
+        .into();
+    let mut system = System::start(Options::new(3, 1));
+    let capacity = capacity_of(&system);
+    report.measure(
+        "capacity, this run (OK orders/s, closed loop of 32)",
+        format!("{capacity:.0}"),
+    );
+    let mut config = LoadConfig::standard("s7", system.gateway_addrs.clone(), system.deadline);
+    config.rate_per_sec = 4.0 * capacity;
+    let load = Load::start(config);
+    let steady_from = Instant::now() + Duration::from_secs(1);
+    sleep(STEADY);
+    let victim = system.orders[0].url();
+    let killed_at = Instant::now();
+    system.kill_order_service(0);
+    let admin = system.gateway_admins[0];
+    let detected_at = {
+        let give_up = Instant::now() + Duration::from_secs(15);
+        loop {
+            let healthy =
+                admin_support::backend(admin, &victim).is_some_and(|b| b["status"] == "healthy");
+            if !healthy || Instant::now() > give_up {
+                break Instant::now();
+            }
+            sleep(Duration::from_millis(20));
+        }
+    };
+    sleep(AFTER);
+    let result = load.stop();
+    let end = result.finished.min(Instant::now());
+    report.fault_window(&result, killed_at, detected_at);
+    let before = goodput(&result, steady_from, killed_at);
+    let after_from = detected_at + Duration::from_secs(1);
+    let after = goodput(&result, after_from, end.max(after_from));
+    report.measure(
+        "kill → detected (victim no longer healthy)",
+        fmt_duration(detected_at - killed_at),
+    );
+    report.measure(
+        "goodput before the kill / from 1 s after detection (OK sends per second)",
+        format!("{before:.0} / {after:.0}"),
+    );
+    report.check(
+        "the kill is detected",
+        detected_at - killed_at < Duration::from_secs(15),
+        fmt_duration(detected_at - killed_at),
+    );
+    report.check(
+        "goodput is back within 1 s of the kill being detected (>= 90 % of before the kill)",
+        after >= 0.9 * before,
+        format!("{after:.0}/s vs {before:.0}/s"),
+    );
+    reconcile_into(report, &system, &result);
+}
+
 #[test]
 fn chaos_suite() {
     let mut info = RunInfo::now();
@@ -861,7 +970,7 @@ fn chaos_suite() {
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     let wanted = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
     type Body = fn(&mut ScenarioReport);
-    let all: [(u32, &str, Body); 6] = [
+    let all: [(u32, &str, Body); 7] = [
         (1, "Account service down 10 s", account_service_down),
         (2, "PostgreSQL leader switch", postgres_leader_switch),
         (3, "Broker down 30 s", broker_down),
@@ -876,6 +985,11 @@ fn chaos_suite() {
             gateway_sigterm,
         ),
         (6, "Network partition of one backend", network_partition),
+        (
+            7,
+            "Overload 4x and an order service SIGKILLed",
+            overload_and_kill,
+        ),
     ];
     let mut reports = Vec::new();
     for (n, title, body) in all {

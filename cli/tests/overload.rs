@@ -315,3 +315,97 @@ async fn cancels_are_answered_while_places_are_shed() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Breakers of every backend (name → times opened) from the gateway's stats.
+fn times_opened(stats: &serde_json::Value) -> u64 {
+    backends_by_url(stats)
+        .values()
+        .map(|b| num(&b["breaker"], "times_opened"))
+        .sum()
+}
+
+/// OK share of the answers sent in `[from, to)` since the load began.
+fn ok_share(answers: &[(Duration, Answer)], from: Duration, to: Duration) -> (usize, usize) {
+    let window: Vec<&Answer> = answers
+        .iter()
+        .filter(|(sent, _)| *sent >= from && *sent < to)
+        .map(|(_, a)| a)
+        .collect();
+    let ok = window.iter().filter(|a| a.code == Code::Ok as i32).count();
+    (ok, window.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_stalled_for_two_seconds_opens_no_breaker_and_service_is_back_within_a_second() {
+    let _serial = SERIAL.lock().await;
+    let mut c = cluster();
+    let capacity = capacity(&c, "ACC-0670").await;
+    let mut clients = Vec::new();
+    for a in 0..4 {
+        clients.push(c.client(&format!("ACC-067{}", a + 1)).await);
+    }
+    let load = tokio::spawn(async move {
+        open_loop(&clients, "stall", capacity / 2.0, Duration::from_secs(7)).await
+    });
+    // A held write lock on the shared order store, as a long transaction
+    // or a stuck writer would: every order service's commits wait.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let db = c.order_db();
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(db).expect("open the order store");
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        std::thread::sleep(Duration::from_secs(2));
+        conn.execute_batch("ROLLBACK").expect("release it");
+    })
+    .await
+    .unwrap();
+    let answers = load.await.unwrap();
+    let (before_ok, before) = ok_share(&answers, Duration::ZERO, Duration::from_millis(1900));
+    let (after_ok, after) = ok_share(&answers, Duration::from_secs(5), Duration::from_secs(7));
+    let all: Vec<Answer> = answers.iter().map(|(_, a)| a.clone()).collect();
+    let summary = format!(
+        "capacity {capacity:.0}/s; before {before_ok}/{before} OK; from 1 s after the stall \
+         {after_ok}/{after} OK; all {:?}",
+        by_code(&all)
+    );
+    eprintln!("{summary}");
+    assert!(before_ok * 100 >= before * 99, "{summary}");
+    assert!(after_ok * 100 >= after * 99, "{summary}");
+    assert_eq!(times_opened(&c.stats()), 0, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_three_times_slower_degrade_goodput_and_open_no_breaker() {
+    let _serial = SERIAL.lock().await;
+    let mut c = cluster();
+    let fast = capacity(&c, "ACC-0680").await;
+    // Every order service now takes 3x as long (a slow dependency).
+    let probe = c.client("ACC-0681").await;
+    let t = Instant::now();
+    for i in 0..20 {
+        place_once(&probe, &format!("rtt-{i}")).await;
+    }
+    let rtt_ms = (t.elapsed().as_millis() as u64 / 20).max(1);
+    for i in 0..3 {
+        c.set_fault(i, &format!(r#"{{"latency_ms": {}}}"#, rtt_ms * 2));
+    }
+    c.fault_applied().await;
+    let mut clients = Vec::new();
+    for a in 0..4 {
+        clients.push(c.client(&format!("ACC-068{}", a + 2)).await);
+    }
+    let answers = open_loop(&clients, "slow", fast, Duration::from_secs(4)).await;
+    let all: Vec<Answer> = answers.iter().map(|(_, a)| a.clone()).collect();
+    let goodput = count(&all, Code::Ok) as f64 / 4.0;
+    let summary = format!(
+        "fast capacity {fast:.0}/s, single-order rtt {rtt_ms} ms, goodput at that rate once 3x \
+         slower {goodput:.0}/s, {:?}",
+        by_code(&all)
+    );
+    eprintln!("{summary}");
+    assert_eq!(count(&all, Code::Timeout), 0, "{summary}");
+    assert_definite(&all, "slow");
+    assert!(goodput > 0.0, "{summary}");
+    assert_eq!(times_opened(&c.stats()), 0, "{summary}");
+}

@@ -39,6 +39,10 @@ async fn full_bulkhead_refuses_at_once_with_flat_memory() {
     let mut cluster = Cluster::start(
         &[r#"{"hang_ratio": 1.0}"#],
         &[
+            // The static bulkhead: the adaptive limit (on by default) is
+            // tested in cli/tests/overload.rs.
+            "--adaptive-limit",
+            "false",
             "--max-in-flight-per-backend",
             per_backend.as_str(),
             "--request-timeout-ms",

@@ -46,9 +46,12 @@ async fn hedging_keeps_p99_under_the_deadline_for_a_little_extra_load() {
         "100",
         // Balance by in-flight count only, so the slow backend keeps its
         // third of the traffic: this test measures hedging, not how well
-        // the latency EWMA avoids a slow backend.
+        // the latency EWMA avoids a slow backend, nor how the adaptive
+        // limits shed load (cli/tests/overload.rs).
         "--ewma-half-life-ms",
         "1",
+        "--adaptive-limit",
+        "false",
     ];
     let mut cluster = Cluster::start(
         &[r#"{"latency_ms": 200, "latency_ratio": 0.1}"#, "", ""],

@@ -6,9 +6,10 @@
 //! "Slow" is the pool's recent latency quantile (p95 by default) clamped to
 //! `[min_delay, max_delay]`; there is no hedge until [`MIN_HEDGE_SAMPLES`]
 //! calls were measured (a cold start is exactly when extra load hurts most),
-//! nor to a backend already using more than 1/[`HEDGE_LOAD_DIVISOR`] of its
-//! in-flight limit (when backends are that busy, slowness is load, and
-//! hedging would amplify it). Every hedge also needs the retry budget.
+//! nor while the pool is saturated — requests waiting for room, or no
+//! other backend below its adaptive limit (then slowness is load, and a
+//! hedge would amplify it; the router checks both). Every hedge also needs
+//! the retry budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,8 +22,6 @@ use crate::resilience::latency::LatencyTracker;
 
 /// Samples the pool needs in its recent window before hedging starts.
 pub const MIN_HEDGE_SAMPLES: u64 = 20;
-/// A hedge goes only to a backend using at most 1/this of its in-flight limit.
-pub const HEDGE_LOAD_DIVISOR: usize = 2;
 
 /// Parameters of the hedging policy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,12 +92,6 @@ impl Hedging {
             return None;
         }
         self.measured_delay(now)
-    }
-
-    /// Whether a backend with `in_flight` calls of its `limit` has room
-    /// for a hedge.
-    pub fn has_room(in_flight: usize, limit: usize) -> bool {
-        in_flight * HEDGE_LOAD_DIVISOR <= limit
     }
 
     /// Counts a hedge sent.
@@ -220,13 +213,6 @@ mod tests {
             ..params()
         });
         assert_eq!(h.measured_delay(later), None, "new quantile: fresh window");
-    }
-
-    #[test]
-    fn busy_targets_get_no_hedge() {
-        assert!(Hedging::has_room(0, 128));
-        assert!(Hedging::has_room(64, 128));
-        assert!(!Hedging::has_room(65, 128));
     }
 
     #[test]

@@ -447,17 +447,18 @@ impl Router {
         }
     }
 
-    /// A backend for a hedge: one not tried yet, with room (a busy target
-    /// means the pool is saturated, not that this one call is unlucky: a
-    /// hedge would only add load), and budget for it.
+    /// A backend for a hedge: none while requests wait for room (the pool
+    /// is saturated: slowness is load, and a hedge would only add to it);
+    /// else one not tried yet below its adaptive limit, with budget for it.
     fn hedge_lease(&self, tried: &[u64]) -> Option<Lease> {
+        if self.set.waiting().has_waiters() {
+            return None;
+        }
         let lease = self
             .set
             .choose(tried, AttemptKind::Hedge, Class::Normal, clock::now())
             .ok()?;
-        let limit = lease.backend().limit(&self.set.params());
-        (Hedging::has_room(lease.backend().in_flight(), limit) && self.budget.withdraw())
-            .then_some(lease)
+        self.budget.withdraw().then_some(lease)
     }
 }
 

@@ -192,27 +192,30 @@ async fn queries_are_not_hedged() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn no_hedge_to_a_busy_backend() {
+async fn no_hedge_when_no_other_backend_has_room() {
     let cfg = ResilienceConfig {
         hedge_min_delay_ms: ms(5),
         hedge_max_delay_ms: ms(5),
-        max_in_flight_per_backend: 2,
+        max_in_flight_per_backend: 1,
+        limit_min: 1,
+        adaptive_limit: false,
         ..ResilienceConfig::default()
     };
     let f = router(&[Mode::Slow(100), Mode::Slow(100)], cfg);
     measured_pool(&f.router).await;
-    // Each backend gets one long call: a hedge would make the target
-    // use 2 of its 2 slots (more than half): slowness is load here.
+    // One backend holds a long query; the place takes the other: when its
+    // hedge is due there is no room anywhere, which is load, not bad luck.
     let r = f.router.clone();
     let a = tokio::spawn(async move { call(&r, query(), Duration::from_secs(2)).await });
-    let r = f.router.clone();
-    let b = tokio::spawn(async move { call(&r, query(), Duration::from_secs(2)).await });
     tokio::time::sleep(Duration::from_millis(1)).await;
     let reply = call(&f.router, place("busy"), Duration::from_secs(2)).await;
     assert_eq!(reply.code(), Code::Ok as i32);
     assert_eq!(a.await.unwrap().code(), Code::Ok as i32);
-    assert_eq!(b.await.unwrap().code(), Code::Ok as i32);
     assert_eq!(f.router.snapshot().hedges, 0);
+    // With room on the other backend the same slow place is hedged.
+    let reply = call(&f.router, place("room"), Duration::from_secs(2)).await;
+    assert_eq!(reply.code(), Code::Ok as i32);
+    assert_eq!(f.router.snapshot().hedges, 1);
 }
 
 #[tokio::test(start_paused = true)]
