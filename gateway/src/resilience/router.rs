@@ -33,7 +33,7 @@ use crate::resilience::budget::RetryBudget;
 use crate::resilience::clock;
 use crate::resilience::config::{ConfigError, ResilienceConfig};
 use crate::resilience::fair_queue::{NoCapacity, QueueParams};
-use crate::resilience::hedge::{Hedging, MIN_HEDGE_SAMPLES};
+use crate::resilience::hedge::Hedging;
 use crate::resilience::retry::Verdict;
 use crate::resilience::set::{BackendSet, NoBackend};
 use crate::resilience::throughput::STALL;
@@ -277,22 +277,20 @@ impl Router {
             }
         }
         let now = Deadline::now();
-        if self.set.stalled(clock::now()) {
+        if self.set.stalled(clock::now(), Duration::ZERO) {
             return Err(NoBackend::AllBusy);
         }
         let (_, _, per_sec) = self.set.load(clock::now());
         let config = self.config();
         // Never wait so long that an answer could not come in time: leave
-        // the rest of the deadline after the wait budget (at least 1.6 times
-        // the limit's latency ceiling with the defaults), more when the
-        // pool's recent p99 or the latency at the backends' limits say so.
-        let recent = self.hedging.pool_latency().quantiles(clock::now());
-        let mut service = self.request_timeout.mul_f64(1.0 - config.queue_wait_share);
-        if recent.count >= MIN_HEDGE_SAMPLES {
-            service = service
-                .max(self.set.limit_rtt() * 2)
-                .max(recent.p99.mul_f64(1.25));
-        }
+        // the rest of the deadline after the wait budget (twice the limit's
+        // latency ceiling with the defaults), more if the backends answer
+        // slower than half of that at their limits (their answers only: a
+        // timed-out call says nothing of how long an answer takes).
+        let service = self
+            .request_timeout
+            .mul_f64(1.0 - config.queue_wait_share)
+            .max(self.set.limit_rtt() * 2);
         let until = (now + config.queue_wait(self.request_timeout))
             .min(deadline.checked_sub(service).unwrap_or(now));
         if until <= now {
@@ -322,7 +320,7 @@ impl Router {
                 if ticket.wait(slice).await.is_ok() {
                     break;
                 }
-                if Deadline::now() >= until || self.set.stalled(clock::now()) {
+                if Deadline::now() >= until || self.set.stalled(clock::now(), Duration::ZERO) {
                     ticket.expire();
                     return Err(NoBackend::AllBusy);
                 }

@@ -139,11 +139,12 @@ impl BackendSet {
     }
 
     /// Whether calls are in flight and none ended for a while — twice the
-    /// latency the backends show at their limits, at least
+    /// latency the backends show at their limits, at least `at_least` and
     /// [`crate::resilience::throughput::STALL`] (hung backends: waiting for
     /// room is pointless).
-    pub fn stalled(&self, now: Instant) -> bool {
-        self.served.stalled(now, self.limit_rtt() * 2)
+    pub fn stalled(&self, now: Instant, at_least: Duration) -> bool {
+        self.served
+            .stalled(now, (self.limit_rtt() * 2).max(at_least))
     }
 
     /// The slowest latency the active backends' limiters see at their
