@@ -2,7 +2,9 @@
 //!
 //! A token's `sub` claim is the account id; `exp` is mandatory and checked
 //! with zero leeway (a token is valid through its `exp` second, refused from
-//! the next one). Only HS256 is accepted, whatever the token header says.
+//! the next one); an `nbf` ("not before", RFC 7519 §4.1.5) in the future is
+//! refused, also with zero leeway. Only HS256 is accepted, whatever the
+//! token header says.
 
 use std::time::Duration;
 
@@ -19,6 +21,9 @@ pub enum AuthError {
     /// The token's `exp` is in the past.
     #[error("token has expired")]
     Expired,
+    /// The token's `nbf` is in the future.
+    #[error("token is not valid yet (its nbf is in the future)")]
+    NotYetValid,
     /// The header names an algorithm other than HS256.
     #[error("token algorithm is not HS256")]
     WrongAlgorithm,
@@ -37,6 +42,8 @@ pub enum AuthError {
 struct Claims {
     sub: String,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 /// Verifies HS256 session tokens against one shared secret.
@@ -60,6 +67,7 @@ impl JwtAuth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         JwtAuth {
             key: DecodingKey::from_secret(secret),
@@ -111,6 +119,7 @@ fn map_err(e: jsonwebtoken::errors::Error) -> AuthError {
     match e.kind() {
         ErrorKind::InvalidSignature => AuthError::InvalidSignature,
         ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
         ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
         // A missing `sub` surfaces as a JSON error because `Claims` requires it.
@@ -129,6 +138,7 @@ pub fn mint_token(secret: &[u8], account_id: &str, ttl: Duration) -> Result<Stri
     let claims = Claims {
         sub: account_id.to_owned(),
         exp: jsonwebtoken::get_current_timestamp().saturating_add(ttl.as_secs()),
+        nbf: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -180,9 +190,32 @@ mod tests {
         let claims = Claims {
             sub: "ACC-1".into(),
             exp: jsonwebtoken::get_current_timestamp() - 1,
+            nbf: None,
         };
         let t = sign(Algorithm::HS256, &claims);
         assert_eq!(JwtAuth::new(SECRET).verify(&t), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_rejected_and_one_valid_now_accepted() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let early = Claims {
+            sub: "ACC-1".into(),
+            exp: now + 600,
+            nbf: Some(now + 60),
+        };
+        let auth = JwtAuth::new(SECRET);
+        let t = sign(Algorithm::HS256, &early);
+        assert_eq!(auth.verify(&t), Err(AuthError::NotYetValid));
+        assert!(AuthError::NotYetValid.to_string().contains("nbf"));
+        let started = Claims {
+            nbf: Some(now.saturating_sub(1)),
+            ..early
+        };
+        assert_eq!(
+            auth.verify(&sign(Algorithm::HS256, &started)),
+            Ok("ACC-1".to_string())
+        );
     }
 
     #[test]
@@ -211,6 +244,7 @@ mod tests {
         let claims = Claims {
             sub: "ACC-1".into(),
             exp: jsonwebtoken::get_current_timestamp() + 60,
+            nbf: None,
         };
         let t = sign(Algorithm::HS384, &claims);
         assert_eq!(
@@ -242,6 +276,7 @@ mod tests {
         let claims = Claims {
             sub: String::new(),
             exp: jsonwebtoken::get_current_timestamp() + 60,
+            nbf: None,
         };
         let t = sign(Algorithm::HS256, &claims);
         assert!(matches!(

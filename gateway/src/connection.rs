@@ -390,6 +390,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             &self.shared,
             self.id,
             self.peer.ip(),
+            self.session.as_ref(),
             &mut self.failed_logins,
             req,
         )

@@ -14,6 +14,10 @@
 //!   connections (checked before the token is verified; over it the answer
 //!   is RATE_LIMITED and the connection closes).
 //! * A failed login never touches an existing session.
+//! * A connection is one account's: a LOGIN that proves another account
+//!   than the connection's session is refused FORBIDDEN and the session
+//!   stays as it was (a LOGIN proving the same account renews it, with the
+//!   new token's expiry). It is not a failed login: the token was valid.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -68,12 +72,14 @@ impl LoginOutcome {
     }
 }
 
-/// Handles one LOGIN from `peer` on connection `conn` that has failed
-/// `failed_logins` times so far (incremented on a failure).
+/// Handles one LOGIN from `peer` on connection `conn`, logged in as
+/// `current` (if it is), that has failed `failed_logins` times so far
+/// (incremented on a failure).
 pub(crate) async fn login(
     shared: &Shared,
     conn: u64,
     peer: IpAddr,
+    current: Option<&Session>,
     failed_logins: &mut u32,
     req: LoginRequest,
 ) -> LoginOutcome {
@@ -83,6 +89,22 @@ pub(crate) async fn login(
         }
     }
     let refusal = match authenticate(shared, &req).await {
+        Ok((claims, _)) if current.is_some_and(|s| *s.account != *claims.account) => {
+            let current = current.map(|s| s.account.to_string()).unwrap_or_default();
+            tracing::info!(conn, %current, other = %claims.account, "login as another account refused");
+            return LoginOutcome::Refused {
+                response: LoginResponse {
+                    code: Code::Forbidden as i32,
+                    message: format!(
+                        "this connection is logged in as {current}; open another connection \
+                         to log in as {}",
+                        claims.account
+                    ),
+                    session_id: String::new(),
+                },
+                close: false,
+            };
+        }
         Ok((claims, session_id)) if account_matches(&req.account_id, &claims.account) => {
             let session = Session {
                 account: Arc::from(claims.account.as_str()),

@@ -65,6 +65,55 @@ async fn login_outcomes() {
 }
 
 #[tokio::test]
+async fn a_login_as_another_account_is_refused_and_the_session_stays() {
+    let gw = default_gateway().await;
+    let client = Client::connect(gw.addr).await.unwrap();
+    assert_eq!(
+        client.login("", &token(ACCOUNT)).await.unwrap().code,
+        Code::Ok as i32
+    );
+    // A valid token of another account: FORBIDDEN, session unchanged.
+    let other = mint_token(SECRET, "ACC-2", Duration::from_secs(600)).unwrap();
+    let r = client.login("", &other).await.unwrap();
+    assert_eq!(r.code, Code::Forbidden as i32, "{}", r.message);
+    assert!(r.message.contains(ACCOUNT), "{}", r.message);
+    let p = client.place(place("still-me", "005930")).await.unwrap();
+    assert_eq!(p.code, Code::Ok as i32);
+    assert_eq!(
+        p.message, ACCOUNT,
+        "requests still run as the first account"
+    );
+    // The same account may log in again (a fresh token renews the session).
+    assert_eq!(
+        client.login("", &token(ACCOUNT)).await.unwrap().code,
+        Code::Ok as i32
+    );
+    // A token whose nbf is in the future is refused (RFC 7519).
+    #[derive(serde::Serialize)]
+    struct Claims {
+        sub: String,
+        exp: u64,
+        nbf: u64,
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    let early = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &Claims {
+            sub: ACCOUNT.into(),
+            exp: now + 600,
+            nbf: now + 60,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let fresh = Client::connect(gw.addr).await.unwrap();
+    let r = fresh.login(ACCOUNT, &early).await.unwrap();
+    assert_eq!(r.code, Code::Unauthenticated as i32);
+    assert!(r.message.contains("nbf"), "{}", r.message);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn too_many_failed_logins_close_the_connection() {
     let gw = default_gateway().await;
     let client = Client::connect(gw.addr).await.unwrap();
