@@ -3,8 +3,11 @@
 //!
 //! [`forward`] registers the request in the correlation table (bounded:
 //! full means SERVICE_UNAVAILABLE at once) and starts its call in a task of
-//! its own, so the connection's read loop never waits on gRPC. The task
-//! runs the request through the [`crate::resilience::Router`] and hands the
+//! its own, so the connection's read loop never waits on gRPC. What the
+//! [`crate::resilience::Router`] decides without waiting (admission, a
+//! backend lease or a place in the wait queue) runs in the connection; a
+//! refusal is answered right there, without a task. The task waits for the
+//! answer of an admitted request and hands the
 //! answer to [`answer`], which completes the table entry and queues the
 //! response frame (with the request's in-flight permit, released once it is
 //! written) on the connection's writer — or counts it as dropped when the
@@ -17,6 +20,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::correlation::Pending;
+use crate::resilience::router::Start;
 use crate::shared::Shared;
 use crate::telemetry;
 use crate::upstream::{BackendReply, BackendRequest};
@@ -78,14 +82,25 @@ pub(crate) fn forward(shared: &Arc<Shared>, f: Forward) -> Result<u64, NotForwar
             });
         }
     };
-    let shared = shared.clone();
-    let started = std::time::Instant::now();
+    let started_at = std::time::Instant::now();
     let (account, request, permit) = (f.account, f.request, f.permit);
+    let counted = shared.stats.account_request(&account);
+    let started = match shared.router.start(&account, request, id, deadline) {
+        Start::Started(started) => started,
+        Start::Answered(reply) => {
+            // Refused (or already late): answered here, without a task, so
+            // that shedding load costs as little as it can.
+            drop(counted);
+            telemetry::order_latency(msg_type, reply.code(), started_at.elapsed());
+            answer(shared, id, reply, permit);
+            return Ok(id);
+        }
+    };
+    let shared = shared.clone();
     tokio::spawn(async move {
-        let counted = shared.stats.account_request(&account);
-        let reply = shared.router.call(&account, request, id, deadline).await;
+        let reply = shared.router.finish(started).await;
         drop(counted);
-        telemetry::order_latency(msg_type, reply.code(), started.elapsed());
+        telemetry::order_latency(msg_type, reply.code(), started_at.elapsed());
         answer(&shared, id, reply, permit);
     });
     Ok(id)

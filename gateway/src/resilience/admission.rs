@@ -74,16 +74,17 @@ pub struct Admission {
     params: ArcSwap<AdmissionParams>,
     places: ArcSwap<Option<AccountLimiter>>,
     cancels: ArcSwap<Option<AccountLimiter>>,
-    in_flight: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
     rate_limited: AtomicU64,
     at_capacity: AtomicU64,
 }
 
-/// One admitted request's slot of the in-flight limit.
+/// One admitted request's slot of the in-flight limit (it may move into
+/// the request's task).
 #[derive(Debug)]
-pub struct Admitted<'a>(&'a AtomicUsize);
+pub struct Admitted(Arc<AtomicUsize>);
 
-impl Drop for Admitted<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -102,7 +103,7 @@ impl Admission {
                 params.cancel_burst,
             )),
             params: ArcSwap::from_pointee(params),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             rate_limited: AtomicU64::new(0),
             at_capacity: AtomicU64::new(0),
         }
@@ -132,7 +133,7 @@ impl Admission {
     }
 
     /// Admits one request of `class` of `account`, or says why not.
-    pub fn admit(&self, account: &Arc<str>, class: Class) -> Result<Admitted<'_>, Refusal> {
+    pub fn admit(&self, account: &Arc<str>, class: Class) -> Result<Admitted, Refusal> {
         let bucket = match class {
             Class::Normal => self.places.load(),
             Class::Priority => self.cancels.load(),
@@ -153,7 +154,7 @@ impl Admission {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             }) {
-            Ok(_) => Ok(Admitted(&self.in_flight)),
+            Ok(_) => Ok(Admitted(self.in_flight.clone())),
             Err(_) => {
                 self.at_capacity.fetch_add(1, Ordering::Relaxed);
                 Err(Refusal::AtCapacity)

@@ -87,8 +87,8 @@ pub struct FairQueue {
 
 /// A place in the queue; dropping it leaves the queue.
 #[derive(Debug)]
-pub struct Ticket<'a> {
-    queue: &'a FairQueue,
+pub struct Ticket {
+    queue: Arc<FairQueue>,
     id: u64,
     account: Option<Arc<str>>,
     woken: Option<oneshot::Receiver<()>>,
@@ -143,12 +143,12 @@ impl FairQueue {
     /// Joins the queue within `params`; `front`: at the head of the
     /// account's FIFO (a waiter woken for nothing re-queues there).
     pub fn join(
-        &self,
+        self: &Arc<Self>,
         account: &Arc<str>,
         class: Class,
         front: bool,
         params: QueueParams,
-    ) -> Result<Ticket<'_>, NoCapacity> {
+    ) -> Result<Ticket, NoCapacity> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (wake, woken) = oneshot::channel();
         let waiter = Waiter { id, wake };
@@ -192,7 +192,7 @@ impl FairQueue {
         s.waiting += 1;
         self.waiting.store(s.waiting, Ordering::Release);
         Ok(Ticket {
-            queue: self,
+            queue: self.clone(),
             id,
             account: account_key,
             woken: Some(woken),
@@ -271,7 +271,7 @@ fn remove_from(q: &mut VecDeque<Waiter>, id: u64) -> bool {
     }
 }
 
-impl Ticket<'_> {
+impl Ticket {
     /// Waits until woken (capacity was handed to this request: the ticket
     /// is then out of the queue) or `until` (it stays queued: wait again,
     /// or drop it to leave).
@@ -296,7 +296,7 @@ impl Ticket<'_> {
     }
 }
 
-impl Drop for Ticket<'_> {
+impl Drop for Ticket {
     fn drop(&mut self) {
         if self.id == 0 {
             return;
@@ -319,8 +319,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn queue() -> FairQueue {
-        FairQueue::new()
+    fn queue() -> Arc<FairQueue> {
+        Arc::new(FairQueue::new())
     }
 
     const P: QueueParams = QueueParams {
@@ -332,7 +332,7 @@ mod tests {
         Arc::from(name)
     }
 
-    fn woken(t: &mut Ticket<'_>) -> bool {
+    fn woken(t: &mut Ticket) -> bool {
         t.woken.as_mut().is_some_and(|w| w.try_recv().is_ok())
     }
 

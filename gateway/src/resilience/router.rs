@@ -26,13 +26,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use hts_proto::v1::Code;
 use tokio::time::Instant as Deadline;
 
-use crate::resilience::admission::{Admission, Refusal};
+use crate::resilience::admission::{Admission, Admitted, Refusal};
 use crate::resilience::attempt::{self, Call};
 use crate::resilience::backend::{AttemptKind, Lease};
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::clock;
 use crate::resilience::config::{ConfigError, ResilienceConfig};
-use crate::resilience::fair_queue::{NoCapacity, QueueParams};
+use crate::resilience::fair_queue::{NoCapacity, QueueParams, Ticket};
 use crate::resilience::hedge::Hedging;
 use crate::resilience::retry::Verdict;
 use crate::resilience::set::{BackendSet, NoBackend};
@@ -184,7 +184,8 @@ impl Router {
     }
 
     /// Routes `request` of `account` and returns its answer; never fails and
-    /// never runs past `deadline`.
+    /// never runs past `deadline`. The same as [`Router::start`] then
+    /// [`Router::finish`].
     pub async fn call(
         &self,
         account: &Arc<str>,
@@ -192,7 +193,78 @@ impl Router {
         correlation_id: u64,
         deadline: Deadline,
     ) -> BackendReply {
-        let reply = self.route(account, request, correlation_id, deadline).await;
+        match self.start(account, request, correlation_id, deadline) {
+            Start::Answered(reply) => reply,
+            Start::Started(started) => self.finish(started).await,
+        }
+    }
+
+    /// Everything decided without waiting, before any backend work:
+    /// admission, and a backend lease or a place in the wait queue — or the
+    /// refusal, answered at once (the connection sends it without starting
+    /// a task for it).
+    pub fn start(
+        &self,
+        account: &Arc<str>,
+        request: BackendRequest,
+        correlation_id: u64,
+        deadline: Deadline,
+    ) -> Start {
+        inc(&self.counters.requests);
+        let class = request.class();
+        let admitted = match self.admission.admit(account, class) {
+            Ok(admitted) => admitted,
+            Err(refusal @ Refusal::RateLimited(wait)) => {
+                self.counters.shed(class, Shed::RateLimited);
+                return Start::Answered(request.refused(refusal.code(), refusal.reason(), wait));
+            }
+            Err(refusal @ Refusal::AtCapacity) => {
+                self.counters.shed(class, Shed::GatewayFull);
+                return Start::Answered(request.refused(
+                    refusal.code(),
+                    refusal.reason(),
+                    self.busy_retry_after(),
+                ));
+            }
+        };
+        if Deadline::now() >= deadline {
+            inc(&self.counters.timeouts);
+            return Start::Answered(
+                request.failure(Code::Timeout, timeout_message(self.request_timeout)),
+            );
+        }
+        self.budget.deposit();
+        match self.begin_lease(account, class, deadline) {
+            Ok(first) => Start::Started(Started {
+                _admitted: admitted,
+                class,
+                first,
+                call: Call {
+                    account: account.clone(),
+                    request: Arc::new(request),
+                    correlation_id,
+                    deadline,
+                },
+            }),
+            Err(why) => Start::Answered(self.no_room(&request, class, why)),
+        }
+    }
+
+    /// Waits for room if it must, then runs the attempts of a started
+    /// request until one gives the answer or its deadline passes.
+    pub async fn finish(&self, started: Started) -> BackendReply {
+        let Started {
+            _admitted,
+            class,
+            first,
+            call,
+        } = started;
+        let lease = match self.await_lease(&call.account, class, first).await {
+            Ok(lease) => lease,
+            Err(why) => return self.no_room(&call.request, class, why),
+        };
+        inc(&self.counters.classes[class_index(class)].admitted);
+        let reply = self.race(lease, &call).await;
         // Counted from the answer, whichever path produced the TIMEOUT.
         if reply.code() == Code::Timeout as i32 {
             inc(&self.counters.timeouts);
@@ -200,70 +272,32 @@ impl Router {
         reply
     }
 
-    async fn route(
-        &self,
-        account: &Arc<str>,
-        request: BackendRequest,
-        correlation_id: u64,
-        deadline: Deadline,
-    ) -> BackendReply {
-        inc(&self.counters.requests);
-        let class = request.class();
-        let _admitted = match self.admission.admit(account, class) {
-            Ok(admitted) => admitted,
-            Err(refusal @ Refusal::RateLimited(wait)) => {
-                self.counters.shed(class, Shed::RateLimited);
-                return request.refused(refusal.code(), refusal.reason(), wait);
-            }
-            Err(refusal @ Refusal::AtCapacity) => {
-                self.counters.shed(class, Shed::GatewayFull);
-                return request.refused(refusal.code(), refusal.reason(), self.busy_retry_after());
-            }
-        };
-        if Deadline::now() >= deadline {
-            return request.failure(Code::Timeout, timeout_message(self.request_timeout));
+    /// The refusal of a request no backend could take, counted.
+    fn no_room(&self, request: &BackendRequest, class: Class, why: NoBackend) -> BackendReply {
+        if why == NoBackend::AllBusy {
+            inc(&self.counters.busy);
+            self.counters.shed(class, Shed::Busy);
+        } else {
+            inc(&self.counters.no_backend);
+            self.counters.shed(class, Shed::NoBackend);
         }
-        self.budget.deposit();
-        let first = match self.lease_first(account, class, deadline).await {
-            Ok(lease) => lease,
-            Err(NoBackend::AllBusy) => {
-                inc(&self.counters.busy);
-                self.counters.shed(class, Shed::Busy);
-                return request.refused(
-                    Code::ServiceUnavailable,
-                    &NoBackend::AllBusy.to_string(),
-                    self.busy_retry_after(),
-                );
-            }
-            Err(why) => {
-                inc(&self.counters.no_backend);
-                self.counters.shed(class, Shed::NoBackend);
-                return request.refused(
-                    Code::ServiceUnavailable,
-                    &why.to_string(),
-                    self.busy_retry_after(),
-                );
-            }
-        };
-        inc(&self.counters.classes[class_index(class)].admitted);
-        let call = Call {
-            account: account.clone(),
-            request: Arc::new(request),
-            correlation_id,
-            deadline,
-        };
-        self.race(first, &call).await
+        request.refused(
+            Code::ServiceUnavailable,
+            &why.to_string(),
+            self.busy_retry_after(),
+        )
     }
 
-    /// Leases a backend for the first attempt. When every backend is at its
-    /// limit, waits for room in the fair queue — unless the request could
-    /// not be served within its wait budget, which is then refused at once.
-    async fn lease_first(
+    /// Leases a backend for the first attempt at once, or, when every
+    /// backend is at its limit, takes a place in the fair queue — unless the
+    /// request could not be served within its wait budget, which is then
+    /// refused at once.
+    fn begin_lease(
         &self,
         account: &Arc<str>,
         class: Class,
         deadline: Deadline,
-    ) -> Result<Lease, NoBackend> {
+    ) -> Result<FirstLease, NoBackend> {
         let waiting = self.set.waiting();
         // Cancels never queue behind places; others join the queue when
         // anyone waits, so freed room goes to those who waited first.
@@ -273,7 +307,7 @@ impl Router {
                 .choose(&[], AttemptKind::First, class, clock::now())
             {
                 Err(NoBackend::AllBusy) => {}
-                chosen => return chosen,
+                chosen => return chosen.map(FirstLease::Leased),
             }
         }
         let now = Deadline::now();
@@ -297,22 +331,43 @@ impl Router {
             return Err(NoBackend::AllBusy);
         }
         let limits = queue_limits(per_sec, until - now);
-        let mut front = false;
-        loop {
-            let mut ticket = waiting
-                .join(account, class, front, limits)
-                .map_err(|_: NoCapacity| NoBackend::AllBusy)?;
-            // Nobody else waits: room freed before we queued would wake no one.
-            if waiting.len() == 1 {
-                if let Ok(lease) = self
-                    .set
-                    .choose(&[], AttemptKind::First, class, clock::now())
-                {
-                    drop(ticket);
-                    inc(&self.counters.queued);
-                    return Ok(lease);
-                }
+        let ticket = waiting
+            .join(account, class, false, limits)
+            .map_err(|_: NoCapacity| NoBackend::AllBusy)?;
+        // Nobody else waits: room freed before we queued would wake no one.
+        if waiting.len() == 1 {
+            if let Ok(lease) = self
+                .set
+                .choose(&[], AttemptKind::First, class, clock::now())
+            {
+                drop(ticket);
+                inc(&self.counters.queued);
+                return Ok(FirstLease::Leased(lease));
             }
+        }
+        Ok(FirstLease::Waiting {
+            ticket,
+            until,
+            limits,
+        })
+    }
+
+    /// The lease of `first`, waiting for it in the queue if it must.
+    async fn await_lease(
+        &self,
+        account: &Arc<str>,
+        class: Class,
+        first: FirstLease,
+    ) -> Result<Lease, NoBackend> {
+        let (mut ticket, until, limits) = match first {
+            FirstLease::Leased(lease) => return Ok(lease),
+            FirstLease::Waiting {
+                ticket,
+                until,
+                limits,
+            } => (ticket, until, limits),
+        };
+        loop {
             // Wait in slices: as long as calls keep ending (progress), up to
             // `until`; hung backends end the wait after one slice.
             loop {
@@ -334,7 +389,13 @@ impl Router {
                     return Ok(lease);
                 }
                 // Another request took the room first: wait again, in front.
-                Err(NoBackend::AllBusy) => front = true,
+                Err(NoBackend::AllBusy) => {
+                    ticket = self
+                        .set
+                        .waiting()
+                        .join(account, class, true, limits)
+                        .map_err(|_: NoCapacity| NoBackend::AllBusy)?;
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -458,6 +519,36 @@ impl Router {
             .ok()?;
         self.budget.withdraw().then_some(lease)
     }
+}
+
+/// What [`Router::start`] decided.
+#[derive(Debug)]
+pub enum Start {
+    /// Answered at once (refused, or its deadline had passed).
+    Answered(BackendReply),
+    /// Admitted: [`Router::finish`] it.
+    Started(Started),
+}
+
+/// A request past admission: it holds its slot of the global in-flight
+/// limit and a backend lease or a place in the wait queue.
+#[derive(Debug)]
+pub struct Started {
+    _admitted: Admitted,
+    class: Class,
+    first: FirstLease,
+    call: Call,
+}
+
+/// The first attempt's backend, or the wait for one.
+#[derive(Debug)]
+enum FirstLease {
+    Leased(Lease),
+    Waiting {
+        ticket: Ticket,
+        until: Deadline,
+        limits: QueueParams,
+    },
 }
 
 /// How many may wait to be served within `budget` by backends that
