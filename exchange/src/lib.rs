@@ -12,6 +12,8 @@
 //!   partial fills, trades at the resting order's price, self-trade
 //!   prevention (cancel resting), replace with CME's priority rule.
 //! * [`Venue`] — one book per symbol, routed by symbol, created on first use.
+//! * [`MarketMaker`] — the quotes a market-maker account keeps around a
+//!   reference price, re-posted as they fill.
 //!
 //! Every operation returns the ordered events it caused. A book reads no
 //! clock, draws no random number and iterates only ordered collections, so
@@ -54,6 +56,7 @@
 
 mod book;
 mod ladder;
+mod market_maker;
 mod messages;
 mod order_state;
 mod reject;
@@ -61,6 +64,7 @@ pub mod validation;
 mod venue;
 
 pub use book::{Level, OrderBook};
+pub use market_maker::{MarketMaker, MarketMakerError, QuoteConfig};
 pub use messages::{
     Accepted, Cancel, CancelReason, Canceled, Command, CommandKind, Event, EventBody, Execution,
     NewOrder, Rejected, Replace, Replaced, Side,
