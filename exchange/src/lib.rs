@@ -14,6 +14,8 @@
 //! * [`Venue`] — one book per symbol, routed by symbol, created on first use.
 //! * [`MarketMaker`] — the quotes a market-maker account keeps around a
 //!   reference price, re-posted as they fill.
+//! * [`Positions`] — net shares and cash per account from executions, and
+//!   the conservation check (per symbol, bought = sold and paid = received).
 //!
 //! Every operation returns the ordered events it caused. A book reads no
 //! clock, draws no random number and iterates only ordered collections, so
@@ -59,6 +61,7 @@ mod ladder;
 mod market_maker;
 mod messages;
 mod order_state;
+mod positions;
 mod reject;
 pub mod validation;
 mod venue;
@@ -70,5 +73,6 @@ pub use messages::{
     NewOrder, Rejected, Replace, Replaced, Side,
 };
 pub use order_state::{OrderState, OrderStatus};
+pub use positions::{Imbalance, Position, Positions};
 pub use reject::RejectReason;
 pub use venue::Venue;
