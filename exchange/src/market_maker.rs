@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::messages::{Command, Event, EventBody, NewOrder, Side};
 use crate::validation::check_id;
+use crate::venue::Venue;
 
 /// What the market maker quotes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +169,29 @@ impl MarketMaker {
         }
     }
 
+    /// Applies `commands` to `venue`, then the market maker's answers to the
+    /// events they cause, and so on until it has nothing to add, as a
+    /// simulator that hosts the market maker beside its books would; returns
+    /// every event in order. It ends: a quote is re-posted only after it
+    /// filled completely, and each fill takes liquidity some other account
+    /// left on the book (a quote meeting the market maker's own order is
+    /// cancelled by self-trade prevention, not filled).
+    pub fn drive(&mut self, venue: &mut Venue, commands: Vec<Command>) -> Vec<Event> {
+        let mut pending = commands;
+        let mut events = Vec::new();
+        while !pending.is_empty() {
+            let mut answers = Vec::new();
+            for command in &pending {
+                for event in venue.apply(command) {
+                    answers.extend(self.on_event(&event));
+                    events.push(event);
+                }
+            }
+            pending = answers;
+        }
+        events
+    }
+
     fn post(&mut self, side: Side, price: i64, ts_unix_ms: i64) -> Command {
         self.last_order_no += 1;
         let order_id = format!(
@@ -233,13 +257,21 @@ fn ladder(config: &QuoteConfig) -> Result<Vec<(Side, i64)>, MarketMakerError> {
 mod tests {
     use super::*;
     use crate::messages::{Cancel, CancelReason};
-    use crate::venue::Venue;
 
     fn samsung() -> MarketMaker {
         let mut config = QuoteConfig::around("MM-0001", "005930", 70_000, 100);
         config.levels = 3;
         config.quantity = 10;
         MarketMaker::new(config).expect("valid config")
+    }
+
+    /// The market maker with its ladder posted on a fresh venue.
+    fn quoted() -> (MarketMaker, Venue) {
+        let mut mm = samsung();
+        let mut venue = Venue::new();
+        let quotes = mm.quotes(0);
+        mm.drive(&mut venue, quotes);
+        (mm, venue)
     }
 
     fn buy(order_id: &str, price: i64, quantity: i64) -> Command {
@@ -253,24 +285,6 @@ mod tests {
             quantity,
             ts_unix_ms: 1_000,
         })
-    }
-
-    /// Applies commands and lets the market maker answer every event, until
-    /// nothing is left to apply; returns every event.
-    fn run(venue: &mut Venue, mm: &mut MarketMaker, commands: Vec<Command>) -> Vec<Event> {
-        let mut pending = commands;
-        let mut all = Vec::new();
-        while !pending.is_empty() {
-            let mut next = Vec::new();
-            for command in &pending {
-                for event in venue.apply(command) {
-                    next.extend(mm.on_event(&event));
-                    all.push(event);
-                }
-            }
-            pending = next;
-        }
-        all
     }
 
     #[test]
@@ -293,7 +307,7 @@ mod tests {
         assert!(mm.quotes(0).is_empty(), "a full ladder posts nothing more");
 
         let mut venue = Venue::new();
-        run(&mut venue, &mut mm, quotes);
+        mm.drive(&mut venue, quotes);
         let book = venue.book("005930").expect("book");
         assert_eq!(
             (book.best_bid(), book.best_ask()),
@@ -303,13 +317,10 @@ mod tests {
 
     #[test]
     fn a_marketable_buy_fills_and_the_filled_quote_is_posted_again() {
-        let mut mm = samsung();
-        let mut venue = Venue::new();
-        let quotes = mm.quotes(0);
-        run(&mut venue, &mut mm, quotes);
+        let (mut mm, mut venue) = quoted();
 
         // 15 shares at 70,200: all 10 of the 70,100 offer, 5 of the 70,200 one.
-        let events = run(&mut venue, &mut mm, vec![buy("newcomer", 70_200, 15)]);
+        let events = mm.drive(&mut venue, vec![buy("newcomer", 70_200, 15)]);
         let fills: Vec<(i64, i64)> = events
             .iter()
             .filter_map(|e| match &e.body {
@@ -332,17 +343,14 @@ mod tests {
 
     #[test]
     fn a_cancelled_quote_is_not_reposted_until_quotes_is_called() {
-        let mut mm = samsung();
-        let mut venue = Venue::new();
-        let quotes = mm.quotes(0);
-        run(&mut venue, &mut mm, quotes);
+        let (mut mm, mut venue) = quoted();
         let cancel = Command::Cancel(Cancel {
             order_id: "MM-005930-1".into(),
             request_id: "ops".into(),
             symbol: "005930".into(),
             ts_unix_ms: 5,
         });
-        let events = run(&mut venue, &mut mm, vec![cancel]);
+        let events = mm.drive(&mut venue, vec![cancel]);
         assert!(matches!(
             &events[0].body,
             EventBody::Canceled(c) if c.reason == CancelReason::Requested
@@ -356,39 +364,30 @@ mod tests {
     #[test]
     fn configurations_that_cannot_be_quoted_are_refused() {
         let base = QuoteConfig::around("MM", "005930", 70_000, 100);
-        let with = |change: fn(&mut QuoteConfig)| {
+        // What kind of refusal a changed config gets ("ok": none).
+        let refusal = |change: fn(&mut QuoteConfig)| {
             let mut config = base.clone();
             change(&mut config);
-            MarketMaker::new(config).err()
+            match MarketMaker::new(config) {
+                Ok(_) => "ok",
+                Err(MarketMakerError::InvalidPrices { .. }) => "prices",
+                Err(MarketMakerError::InvalidSize { .. }) => "size",
+                Err(MarketMakerError::InvalidId) => "id",
+            }
         };
-        assert_eq!(with(|_| {}), None);
-        assert!(matches!(
-            with(|c| c.tick = 0),
-            Some(MarketMakerError::InvalidPrices { .. })
-        ));
-        assert!(matches!(
-            with(|c| c.reference_price = 300),
-            Some(MarketMakerError::InvalidPrices { .. })
-        ));
-        assert!(matches!(
-            with(|c| c.tick = i64::MAX),
-            Some(MarketMakerError::InvalidPrices { .. })
-        ));
-        assert!(matches!(
-            with(|c| c.levels = 0),
-            Some(MarketMakerError::InvalidSize { .. })
-        ));
-        assert!(matches!(
-            with(|c| c.quantity = i64::MAX),
-            Some(MarketMakerError::InvalidSize { .. })
-        ));
-        assert_eq!(
-            with(|c| c.account_id.clear()),
-            Some(MarketMakerError::InvalidId)
-        );
-        assert_eq!(
-            with(|c| c.order_id_prefix = "p".repeat(40)),
-            Some(MarketMakerError::InvalidId)
-        );
+        type Change = fn(&mut QuoteConfig);
+        let cases: [(Change, &str); 8] = [
+            (|_| {}, "ok"),
+            (|c| c.tick = 0, "prices"),
+            (|c| c.reference_price = 300, "prices"), // 300 - 5 x 100 <= 0
+            (|c| c.tick = i64::MAX, "prices"),
+            (|c| c.levels = 0, "size"),
+            (|c| c.quantity = i64::MAX, "size"),
+            (|c| c.account_id.clear(), "id"),
+            (|c| c.order_id_prefix = "p".repeat(40), "id"),
+        ];
+        for (n, (change, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(refusal(change), expected, "case {n}");
+        }
     }
 }

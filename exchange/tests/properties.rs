@@ -462,18 +462,8 @@ proptest! {
                 quantity,
                 ts_unix_ms: n as i64,
             }));
-            // Apply, and let the market maker answer, until it has nothing to add.
-            while !pending.is_empty() {
-                let mut answers = Vec::new();
-                for command in &pending {
-                    for event in venue.apply(command) {
-                        answers.extend(mm.on_event(&event));
-                        events.push(event);
-                    }
-                    check_book_after_command(&venue, "005930");
-                }
-                pending = answers;
-            }
+            events.extend(mm.drive(&mut venue, std::mem::take(&mut pending)));
+            check_book_after_command(&venue, "005930");
             let book = venue.book("005930").expect("book");
             let live: Vec<(Side, i64)> = mm.live_quotes().map(|(_, side, price)| (side, price)).collect();
             prop_assert_eq!(live.len(), mm.ladder().len());
