@@ -77,7 +77,16 @@ pub fn answer(frame: &Frame) -> Frame {
             flags: hts_gateway::frame::FLAG_RESPONSE,
             ..frame.clone()
         },
-        Some(MsgType::Error) | None => Frame::error(id, Code::InvalidRequest, "unknown msg_type"),
+        // The echo server measures the frame path of place/cancel/query only.
+        Some(
+            MsgType::ReplaceOrder
+            | MsgType::MassCancel
+            | MsgType::ListOrders
+            | MsgType::GetPositions
+            | MsgType::OrderUpdate
+            | MsgType::Error,
+        )
+        | None => Frame::error(id, Code::InvalidRequest, "unknown msg_type"),
     }
 }
 

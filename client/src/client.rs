@@ -193,7 +193,7 @@ impl Client {
         let req = LoginRequest {
             account_id: account_id.to_owned(),
             token: token.to_owned(),
-            session_id: String::new(),
+            ..LoginRequest::default()
         };
         self.typed(MsgType::Login, &req).await
     }
@@ -209,6 +209,7 @@ impl Client {
             account_id: account_id.to_owned(),
             token: String::new(),
             session_id: session_id.to_owned(),
+            ..LoginRequest::default()
         };
         self.typed(MsgType::Login, &req).await
     }

@@ -98,6 +98,7 @@ pub fn check(data: &[u8]) {
                 code: code as i32,
                 message,
                 session_id,
+                next_seq: u64::MAX,
             };
             fits(Frame::response(MsgType::Login, CORR, &resp), limit);
         }

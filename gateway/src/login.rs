@@ -100,7 +100,7 @@ pub(crate) async fn login(
                          to log in as {}",
                         claims.account
                     ),
-                    session_id: String::new(),
+                    ..LoginResponse::default()
                 },
                 close: false,
             };
@@ -116,6 +116,7 @@ pub(crate) async fn login(
                 code: Code::Ok as i32,
                 message: String::new(),
                 session_id: session.session_id.clone(),
+                ..LoginResponse::default()
             };
             return LoginOutcome::Opened { session, response };
         }
@@ -136,7 +137,7 @@ pub(crate) async fn login(
             } else {
                 refusal
             },
-            session_id: String::new(),
+            ..LoginResponse::default()
         },
         close,
     }
@@ -182,7 +183,7 @@ fn throttled(conn: u64, peer: IpAddr, wait: Duration) -> LoginOutcome {
             message: format!(
                 "too many failed logins from this address; retry in {retry} s; closing connection"
             ),
-            session_id: String::new(),
+            ..LoginResponse::default()
         },
         close: true,
     }

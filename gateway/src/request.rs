@@ -69,7 +69,17 @@ pub fn decode_request(msg_type: u16, body: Bytes) -> Result<ClientRequest, Reque
         Some(MsgType::QueryOrder) => {
             ClientRequest::Backend(BackendRequest::Query(decode(body, "QueryOrder request")?))
         }
-        Some(MsgType::Error) | None => return Err(RequestError::UnknownType(msg_type)),
+        // Pushed by the gateway only.
+        Some(MsgType::OrderUpdate | MsgType::Error) | None => {
+            return Err(RequestError::UnknownType(msg_type))
+        }
+        // Assigned by the wire contract; not served by this gateway yet.
+        Some(
+            MsgType::ReplaceOrder
+            | MsgType::MassCancel
+            | MsgType::ListOrders
+            | MsgType::GetPositions,
+        ) => return Err(RequestError::UnknownType(msg_type)),
     })
 }
 

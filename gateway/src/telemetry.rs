@@ -102,6 +102,11 @@ pub fn msg_type_label(msg_type: MsgType) -> &'static str {
         MsgType::CancelOrder => "CANCEL_ORDER",
         MsgType::QueryOrder => "QUERY_ORDER",
         MsgType::Heartbeat => "HEARTBEAT",
+        MsgType::ReplaceOrder => "REPLACE_ORDER",
+        MsgType::MassCancel => "MASS_CANCEL",
+        MsgType::ListOrders => "LIST_ORDERS",
+        MsgType::GetPositions => "GET_POSITIONS",
+        MsgType::OrderUpdate => "ORDER_UPDATE",
         MsgType::Error => "ERROR",
     }
 }

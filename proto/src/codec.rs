@@ -10,7 +10,7 @@
 use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::frame::{Frame, DEFAULT_MAX_BODY_LEN, FLAG_RESPONSE, HEADER_LEN, MAGIC, VERSION};
+use crate::frame::{flags_valid, Frame, DEFAULT_MAX_BODY_LEN, HEADER_LEN, MAGIC, VERSION};
 
 /// Why a byte stream is not a valid sequence of frames.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ impl FrameCodec {
             return Err(FrameError::BadVersion(b[2]));
         }
         let flags = b[3];
-        if flags & !FLAG_RESPONSE != 0 {
+        if !flags_valid(flags) {
             return Err(FrameError::BadFlags(flags));
         }
         let reserved = u16::from_be_bytes([b[6], b[7]]);
@@ -172,7 +172,7 @@ impl Encoder<Frame> for FrameCodec {
                 max: self.max_body_len,
             });
         }
-        if frame.flags & !FLAG_RESPONSE != 0 {
+        if !flags_valid(frame.flags) {
             return Err(FrameError::BadFlags(frame.flags));
         }
         // `len <= max_body_len`; a max above u32::MAX is still refused here.
@@ -197,7 +197,7 @@ impl Encoder<Frame> for FrameCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::MsgType;
+    use crate::frame::{MsgType, FLAG_RESPONSE, FLAG_UNSOLICITED};
     use crate::v1::{Heartbeat, LoginRequest};
     use bytes::Bytes;
     use proptest::prelude::*;
@@ -321,6 +321,8 @@ mod tests {
         assert!(matches!(decode_err(&b), FrameError::BadFlags(2)));
         b[3] = 0x81;
         assert!(matches!(decode_err(&b), FrameError::BadFlags(0x81)));
+        b[3] = 0x07;
+        assert!(matches!(decode_err(&b), FrameError::BadFlags(0x07)));
         assert_eq!(peek_correlation_id(&b), Some(1));
     }
 
@@ -330,6 +332,18 @@ mod tests {
         b[3] = FLAG_RESPONSE;
         let f = FrameCodec::default().decode(&mut b).unwrap().unwrap();
         assert!(f.is_response());
+        assert!(!f.is_unsolicited());
+    }
+
+    #[test]
+    fn unsolicited_needs_the_response_flag() {
+        let mut b = heartbeat_bytes();
+        b[3] = FLAG_RESPONSE | FLAG_UNSOLICITED;
+        let f = FrameCodec::default().decode(&mut b).unwrap().unwrap();
+        assert!(f.is_response() && f.is_unsolicited());
+        let mut b = heartbeat_bytes();
+        b[3] = FLAG_UNSOLICITED;
+        assert!(matches!(decode_err(&b), FrameError::BadFlags(2)));
     }
 
     #[test]
@@ -398,7 +412,11 @@ mod tests {
     fn arb_frame() -> impl Strategy<Value = Frame> {
         (
             any::<u16>(),
-            0u8..=1,
+            prop_oneof![
+                Just(0u8),
+                Just(FLAG_RESPONSE),
+                Just(FLAG_RESPONSE | FLAG_UNSOLICITED)
+            ],
             any::<u64>(),
             proptest::collection::vec(any::<u8>(), 0..512),
         )

@@ -4,7 +4,8 @@
 //! offset size field
 //!      0    2 magic "HT" (0x48 0x54)
 //!      2    1 version (1)
-//!      3    1 flags: bit 0 = RESPONSE, other bits must be 0
+//!      3    1 flags: bit 0 = RESPONSE, bit 1 = UNSOLICITED (only with
+//!             RESPONSE: 0x03), other bits must be 0
 //!      4    2 msg_type
 //!      6    2 reserved, must be 0
 //!      8    8 correlation_id (chosen by the client, echoed in the response)
@@ -27,6 +28,15 @@ pub const MAGIC: [u8; 2] = *b"HT";
 pub const VERSION: u8 = 1;
 /// Flag bit set on every frame the gateway sends.
 pub const FLAG_RESPONSE: u8 = 1;
+/// Flag bit set (with [`FLAG_RESPONSE`]) on every frame the gateway sends
+/// that answers no request (a pushed `OrderUpdate`); such frames carry
+/// correlation id 0. Clients never set it.
+pub const FLAG_UNSOLICITED: u8 = 2;
+/// The flag combinations a frame may carry: 0 (request), RESPONSE, and
+/// RESPONSE | UNSOLICITED.
+pub fn flags_valid(flags: u8) -> bool {
+    matches!(flags, 0 | FLAG_RESPONSE) || flags == FLAG_RESPONSE | FLAG_UNSOLICITED
+}
 /// Default upper bound of `body_len` (64 KiB).
 pub const DEFAULT_MAX_BODY_LEN: usize = 64 * 1024;
 
@@ -44,6 +54,21 @@ pub enum MsgType {
     QueryOrder = 4,
     /// Keep-alive, echoed back by the gateway (`Heartbeat`).
     Heartbeat = 5,
+    /// Change a working order's price or quantity (`ReplaceOrderRequest` /
+    /// `ReplaceOrderResponse`).
+    ReplaceOrder = 6,
+    /// Cancel every open order of the account, or of one symbol
+    /// (`MassCancelRequest` / `MassCancelResponse`).
+    MassCancel = 7,
+    /// List the account's orders (`ListOrdersRequest` /
+    /// `ListOrdersResponse`).
+    ListOrders = 8,
+    /// The account's balances and positions (`PositionsRequest` /
+    /// `PositionsResponse`).
+    GetPositions = 9,
+    /// A pushed change of one of the account's orders (`OrderUpdate`), only
+    /// from the gateway, flags RESPONSE | UNSOLICITED, correlation id 0.
+    OrderUpdate = 16,
     /// Error sent only by the gateway (`ErrorResponse`).
     Error = 255,
 }
@@ -57,6 +82,11 @@ impl MsgType {
             3 => Some(MsgType::CancelOrder),
             4 => Some(MsgType::QueryOrder),
             5 => Some(MsgType::Heartbeat),
+            6 => Some(MsgType::ReplaceOrder),
+            7 => Some(MsgType::MassCancel),
+            8 => Some(MsgType::ListOrders),
+            9 => Some(MsgType::GetPositions),
+            16 => Some(MsgType::OrderUpdate),
             255 => Some(MsgType::Error),
             _ => None,
         }
@@ -74,7 +104,7 @@ impl MsgType {
 pub struct Frame {
     /// Raw message type (see [`MsgType`]).
     pub msg_type: u16,
-    /// Header flags; only [`FLAG_RESPONSE`] is defined.
+    /// Header flags: [`FLAG_RESPONSE`], [`FLAG_UNSOLICITED`].
     pub flags: u8,
     /// Client-chosen correlation id, echoed in the response.
     pub correlation_id: u64,
@@ -101,6 +131,22 @@ impl Frame {
             correlation_id,
             body: Bytes::from(body.encode_to_vec()),
         }
+    }
+
+    /// A pushed frame (RESPONSE | UNSOLICITED, correlation id 0) carrying
+    /// `body`.
+    pub fn unsolicited(msg_type: MsgType, body: &impl Message) -> Frame {
+        Frame {
+            msg_type: msg_type.as_u16(),
+            flags: FLAG_RESPONSE | FLAG_UNSOLICITED,
+            correlation_id: 0,
+            body: Bytes::from(body.encode_to_vec()),
+        }
+    }
+
+    /// Whether the UNSOLICITED flag is set (a push, answering no request).
+    pub fn is_unsolicited(&self) -> bool {
+        self.flags & FLAG_UNSOLICITED != 0
     }
 
     /// An ERROR (255) response frame with an [`ErrorResponse`] body.
@@ -142,12 +188,19 @@ mod tests {
             MsgType::CancelOrder,
             MsgType::QueryOrder,
             MsgType::Heartbeat,
+            MsgType::ReplaceOrder,
+            MsgType::MassCancel,
+            MsgType::ListOrders,
+            MsgType::GetPositions,
+            MsgType::OrderUpdate,
             MsgType::Error,
         ] {
             assert_eq!(MsgType::from_u16(t.as_u16()), Some(t));
         }
         assert_eq!(MsgType::from_u16(0), None);
-        assert_eq!(MsgType::from_u16(6), None);
+        assert_eq!(MsgType::from_u16(10), None);
+        assert_eq!(MsgType::from_u16(15), None);
+        assert_eq!(MsgType::from_u16(17), None);
         assert_eq!(MsgType::from_u16(254), None);
     }
 

@@ -68,18 +68,23 @@ pub enum Shed {
     RateLimited,
     /// The gateway-wide in-flight limit was reached.
     GatewayFull,
-    /// Every backend was at its limit and the request could not wait.
+    /// Every backend was at its limit and the request could not wait
+    /// (refused at once).
     Busy,
+    /// It waited for room and none came in its wait budget (refused after
+    /// waiting, still before any backend work).
+    WaitExpired,
     /// No backend could take it (none, all open, all ejected).
     NoBackend,
 }
 
 impl Shed {
     /// Every reason, in label order.
-    pub const ALL: [Shed; 4] = [
+    pub const ALL: [Shed; 5] = [
         Shed::RateLimited,
         Shed::GatewayFull,
         Shed::Busy,
+        Shed::WaitExpired,
         Shed::NoBackend,
     ];
 
@@ -89,6 +94,7 @@ impl Shed {
             Shed::RateLimited => "rate_limited",
             Shed::GatewayFull => "gateway_full",
             Shed::Busy => "busy",
+            Shed::WaitExpired => "wait_expired",
             Shed::NoBackend => "no_backend",
         }
     }
@@ -98,7 +104,7 @@ impl Shed {
 #[derive(Debug, Default)]
 pub(crate) struct ClassCounters {
     pub(crate) admitted: AtomicU64,
-    pub(crate) shed: [AtomicU64; 4],
+    pub(crate) shed: [AtomicU64; Shed::ALL.len()],
 }
 
 /// Router-level counters.
@@ -246,7 +252,7 @@ impl Router {
                     deadline,
                 },
             }),
-            Err(why) => Start::Answered(self.no_room(&request, class, why)),
+            Err(why) => Start::Answered(self.no_room(&request, class, why, false)),
         }
     }
 
@@ -261,7 +267,7 @@ impl Router {
         } = started;
         let lease = match self.await_lease(&call.account, class, first).await {
             Ok(lease) => lease,
-            Err(why) => return self.no_room(&call.request, class, why),
+            Err(why) => return self.no_room(&call.request, class, why, true),
         };
         inc(&self.counters.classes[class_index(class)].admitted);
         let reply = self.race(lease, &call).await;
@@ -272,11 +278,23 @@ impl Router {
         reply
     }
 
-    /// The refusal of a request no backend could take, counted.
-    fn no_room(&self, request: &BackendRequest, class: Class, why: NoBackend) -> BackendReply {
+    /// The refusal of a request no backend could take, counted; `waited`:
+    /// after a wait in the queue.
+    fn no_room(
+        &self,
+        request: &BackendRequest,
+        class: Class,
+        why: NoBackend,
+        waited: bool,
+    ) -> BackendReply {
         if why == NoBackend::AllBusy {
             inc(&self.counters.busy);
-            self.counters.shed(class, Shed::Busy);
+            let shed = if waited {
+                Shed::WaitExpired
+            } else {
+                Shed::Busy
+            };
+            self.counters.shed(class, shed);
         } else {
             inc(&self.counters.no_backend);
             self.counters.shed(class, Shed::NoBackend);

@@ -63,8 +63,10 @@ pub struct ClassSnapshot {
     pub rate_limited: u64,
     /// Refused at the gateway-wide in-flight limit.
     pub gateway_full: u64,
-    /// Refused because every backend was at its limit.
+    /// Refused at once because every backend was at its limit.
     pub busy: u64,
+    /// Refused after waiting for room in vain.
+    pub wait_expired: u64,
     /// Refused because no backend could take it.
     pub no_backend: u64,
 }
@@ -80,6 +82,7 @@ impl ClassSnapshot {
             rate_limited: shed(Shed::RateLimited),
             gateway_full: shed(Shed::GatewayFull),
             busy: shed(Shed::Busy),
+            wait_expired: shed(Shed::WaitExpired),
             no_backend: shed(Shed::NoBackend),
         }
     }
@@ -90,6 +93,7 @@ impl ClassSnapshot {
             Shed::RateLimited => self.rate_limited,
             Shed::GatewayFull => self.gateway_full,
             Shed::Busy => self.busy,
+            Shed::WaitExpired => self.wait_expired,
             Shed::NoBackend => self.no_backend,
         }
     }

@@ -53,6 +53,15 @@ impl StoredOrder {
             quantity: self.quantity,
             status: self.status as i32,
             created_at_unix_ms: self.created_at_unix_ms,
+            // No executions yet: a working order leaves its whole quantity.
+            filled_quantity: 0,
+            leaves_quantity: if self.status == OrderStatus::Accepted {
+                self.quantity
+            } else {
+                0
+            },
+            average_fill_price: 0,
+            updated_at_unix_ms: self.updated_at_unix_ms,
         }
     }
 }
