@@ -8,8 +8,8 @@ use hts_breaker::{Admission, BreakerCounts, BreakerOutcome, BreakerState, Circui
 
 use hts_proto::v1::account_service_client::AccountServiceClient;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, ReleaseOutcome, ReleaseRequest, ReserveOutcome,
-    ReserveRequest,
+    GetAccountRequest, GetAccountResponse, ReleaseOutcome, ReleaseRequest, ReserveBatchRequest,
+    ReserveOutcome, ReserveRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -86,12 +86,42 @@ impl AccountClient {
             account_id: account_id.to_owned(),
             asset: asset.to_owned(),
             amount,
+            request_id: String::new(),
         };
         let mut client = self.inner.clone();
         let response = self
             .bounded(async move { client.reserve(request).await })
             .await?;
         Ok(response.outcome())
+    }
+
+    /// Reserves every item in one call (one breaker admission, one timeout):
+    /// the service decides them in order, as one-at-a-time calls would be.
+    /// One outcome per item, in order; an item the service could not decide
+    /// is `UNSPECIFIED`. An answer with another number of results than
+    /// items is a failure of the service.
+    pub async fn reserve_batch(
+        &self,
+        items: Vec<ReserveRequest>,
+    ) -> Result<Vec<ReserveOutcome>, AccountError> {
+        let n = items.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut client = self.inner.clone();
+        let response = self
+            .bounded(async move {
+                let response = client.reserve_batch(ReserveBatchRequest { items }).await?;
+                if response.get_ref().results.len() != n {
+                    return Err(tonic::Status::internal(format!(
+                        "reserve batch of {n} items answered with {} results",
+                        response.get_ref().results.len()
+                    )));
+                }
+                Ok(response)
+            })
+            .await?;
+        Ok(response.results.iter().map(|r| r.outcome()).collect())
     }
 
     /// Releases the reservation `reservation_id` of `account_id`.

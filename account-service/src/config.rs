@@ -10,4 +10,20 @@ pub struct AccountServiceConfig {
     pub seed_demo: bool,
     /// PostgreSQL connections per process (default 40).
     pub db_pool_size: usize,
+    /// Account lanes of a PostgreSQL ledger: at most one transaction in
+    /// flight per lane (default [`crate::store::DEFAULT_LANES`]).
+    pub lanes: usize,
+}
+
+impl AccountServiceConfig {
+    /// A configuration for `store_url` with the defaults: no demo seed,
+    /// pool of [`hts_dbkit::pg::DEFAULT_POOL_SIZE`], default lanes.
+    pub fn new(store_url: impl Into<String>) -> Self {
+        Self {
+            store_url: store_url.into(),
+            seed_demo: false,
+            db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
+            lanes: crate::store::DEFAULT_LANES,
+        }
+    }
 }

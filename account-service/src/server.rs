@@ -19,14 +19,15 @@ pub async fn serve(
     config: AccountServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = AccountStore::connect(&config.store_url, config.db_pool_size)
-        .await
-        .with_context(|| {
-            format!(
-                "opening account store {}",
-                hts_dbkit::redact_url(&config.store_url)
-            )
-        })?;
+    let store =
+        AccountStore::connect_with_lanes(&config.store_url, config.db_pool_size, config.lanes)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening account store {}",
+                    hts_dbkit::redact_url(&config.store_url)
+                )
+            })?;
     if config.seed_demo {
         store.seed_demo().await.context("seeding demo accounts")?;
     }

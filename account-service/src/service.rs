@@ -5,12 +5,12 @@
 
 use hts_proto::v1::account_service_server::AccountService;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, ReleaseRequest, ReleaseResponse, ReserveRequest,
-    ReserveResponse,
+    GetAccountRequest, GetAccountResponse, ReleaseRequest, ReleaseResponse, ReserveBatchRequest,
+    ReserveBatchResponse, ReserveOutcome, ReserveRequest, ReserveResponse,
 };
 use tonic::{Request, Response, Status};
 
-use crate::store::{AccountStore, StoreError};
+use crate::store::{AccountStore, ReserveArgs, StoreError};
 
 /// gRPC front of an [`AccountStore`].
 #[derive(Clone)]
@@ -30,6 +30,23 @@ fn store_failure(e: StoreError) -> Status {
     Status::unavailable(format!("account store failure: {e}"))
 }
 
+fn reserve_args(req: ReserveRequest) -> ReserveArgs {
+    ReserveArgs {
+        reservation_id: req.reservation_id,
+        account_id: req.account_id,
+        asset: req.asset,
+        amount: req.amount,
+        request_id: (!req.request_id.is_empty()).then_some(req.request_id),
+    }
+}
+
+fn answer(outcome: ReserveOutcome) -> ReserveResponse {
+    ReserveResponse {
+        outcome: outcome as i32,
+        message: outcome.as_str_name().to_owned(),
+    }
+}
+
 #[tonic::async_trait]
 impl AccountService for AccountGrpc {
     async fn reserve(
@@ -43,10 +60,45 @@ impl AccountService for AccountGrpc {
             .await
             .map_err(store_failure)?;
         tracing::debug!(reservation_id = %req.reservation_id, ?outcome, "reserve");
-        Ok(Response::new(ReserveResponse {
-            outcome: outcome as i32,
-            message: outcome.as_str_name().to_owned(),
-        }))
+        Ok(Response::new(answer(outcome)))
+    }
+
+    /// Answers per item; an item the store could not decide gets
+    /// UNSPECIFIED with the failure. When no item could be decided the call
+    /// fails as a whole with UNAVAILABLE, as [`AccountService::reserve`]
+    /// would, so the caller's breaker counts it.
+    async fn reserve_batch(
+        &self,
+        request: Request<ReserveBatchRequest>,
+    ) -> Result<Response<ReserveBatchResponse>, Status> {
+        let items: Vec<ReserveArgs> = request
+            .into_inner()
+            .items
+            .into_iter()
+            .map(reserve_args)
+            .collect();
+        let n = items.len();
+        let mut answers = self.store.reserve_batch(items).await;
+        let failed = answers.iter().filter(|a| a.is_err()).count();
+        if n > 0 && failed == n {
+            if let Err(e) = answers.swap_remove(0) {
+                return Err(store_failure(e));
+            }
+        }
+        let results = answers
+            .into_iter()
+            .map(|a| match a {
+                Ok(outcome) => answer(outcome),
+                Err(e) => {
+                    tracing::error!(error = %e, "account store failure in a batch item");
+                    ReserveResponse {
+                        outcome: ReserveOutcome::Unspecified as i32,
+                        message: format!("account store failure: {e}"),
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(ReserveBatchResponse { results }))
     }
 
     async fn release(

@@ -20,6 +20,7 @@ async fn serves_reserve_release_get_account_and_health() {
         store_url: format!("sqlite:{}", dir.path().join("a.db").display()),
         seed_demo: true,
         db_pool_size: 4,
+        lanes: hts_account_service::store::DEFAULT_LANES,
     };
     let server = tokio::spawn(serve(listener, config, async move {
         let _ = stopped.await;
@@ -48,6 +49,7 @@ async fn serves_reserve_release_get_account_and_health() {
         account_id: "ACC-0042".into(),
         asset: CASH_ASSET.into(),
         amount,
+        request_id: String::new(),
     };
     let outcome = |r: hts_proto::v1::ReserveResponse| r.outcome();
     assert_eq!(
@@ -122,6 +124,7 @@ async fn unsupported_store_url_fails_to_serve() {
         store_url: "mysql://localhost/accounts".into(),
         seed_demo: false,
         db_pool_size: 4,
+        lanes: hts_account_service::store::DEFAULT_LANES,
     };
     let err = serve(listener, config, std::future::pending())
         .await

@@ -59,6 +59,13 @@ impl Mix {
         query: 0,
     };
 
+    /// One place per cancel, no queries.
+    pub const PLACE_AND_CANCEL: Mix = Mix {
+        place: 1,
+        cancel: 1,
+        query: 0,
+    };
+
     /// Picks a kind at random according to the weights.
     pub fn pick(&self, rng: &mut impl Rng) -> Kind {
         let total = self.place + self.cancel + self.query;

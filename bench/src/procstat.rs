@@ -35,6 +35,9 @@ pub struct ProcSample {
     pub peak_rss_kib: u64,
     /// Current resident set size (VmRSS), KiB.
     pub rss_kib: u64,
+    /// Bytes it caused to be written to storage so far (`write_bytes` of
+    /// `/proc/<pid>/io`: WAL, data files, logs); 0 when not readable.
+    pub write_bytes: u64,
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times.
@@ -69,7 +72,18 @@ pub fn sample(pid: u32) -> Result<ProcSample, ProcError> {
         cpu_seconds: ticks as f64 / clock_ticks_per_second(),
         peak_rss_kib: field("VmHWM:")?,
         rss_kib: field("VmRSS:")?,
+        write_bytes: read("io")
+            .ok()
+            .and_then(|io| parse_io_field(&io, "write_bytes:"))
+            .unwrap_or(0),
     })
+}
+
+/// The value of `name` (e.g. `write_bytes:`) in a `/proc/<pid>/io` text.
+pub fn parse_io_field(io: &str, name: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The command name of `pid` (`/proc/<pid>/comm`), if readable.
@@ -111,6 +125,13 @@ mod tests {
         let stat = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn parses_io_fields() {
+        let io = "rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 8192\n";
+        assert_eq!(parse_io_field(io, "write_bytes:"), Some(8192));
+        assert_eq!(parse_io_field(io, "nope:"), None);
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct ProcReport {
     pub peak_rss_mib: f64,
     /// Resident set size after the run, MiB.
     pub rss_mib: f64,
+    /// Bytes written to storage during the window (`/proc/<pid>/io`).
+    pub write_bytes: u64,
 }
 
 /// One point of the latency percentile distribution.
@@ -211,6 +213,7 @@ impl RunReport {
                     },
                     peak_rss_mib: p.after.peak_rss_kib as f64 / MIB,
                     rss_mib: p.after.rss_kib as f64 / MIB,
+                    write_bytes: p.after.write_bytes.saturating_sub(p.before.write_bytes),
                 }
             })
             .collect();

@@ -34,6 +34,13 @@ async fn concurrent_identical_requests_make_one_order_one_reservation_one_outbox
     let mut fresh = 0;
     for r in join_all(calls).await {
         let r = r.expect("answered");
+        // Copies past the account's share of the backends' limits are refused
+        // at the edge before any backend work (issue 12): not placed, so they
+        // cannot create a second order; the client would re-send them.
+        if r.code == Code::ServiceUnavailable as i32 {
+            assert!(r.message.contains("not placed"), "{}", r.message);
+            continue;
+        }
         assert_eq!(r.code, Code::Ok as i32, "{}", r.message);
         order_ids.insert(r.order_id.clone());
         fresh += usize::from(!r.replayed);

@@ -5,6 +5,9 @@
 //! * [`sqlite`] — SQLite: `sqlite:PATH` URLs, connections with the
 //!   durability settings of the stores, a group-committing writer thread,
 //!   a pool of read connections and versioned migrations.
+//! * [`lanes`] — per-key lanes of batched work (one batch in flight per
+//!   lane, batch size following the load): the group commit of the
+//!   durable order path.
 //! * [`redis`] — a fred Redis client for caches (single server or
 //!   Sentinel by URL, bounded commands, background reconnects).
 //! * [`StoreError`] — the failure type of a store built on either.
@@ -20,6 +23,8 @@
 
 #[cfg(feature = "stores")]
 pub mod error;
+#[cfg(feature = "stores")]
+pub mod lanes;
 #[cfg(feature = "stores")]
 pub mod pg;
 pub mod redact;

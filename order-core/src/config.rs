@@ -20,6 +20,10 @@ pub struct OrderServiceConfig {
     pub release_retry_interval: Duration,
     /// PostgreSQL connections per process.
     pub db_pool_size: usize,
+    /// Place lanes: orders of one account always share a lane, each lane
+    /// runs one batch (one account-service call, one store transaction) at
+    /// a time.
+    pub place_lanes: usize,
     /// Event publishing.
     pub outbox: OutboxConfig,
     /// Fault injection (tests): exit right after the first commit that
@@ -30,6 +34,9 @@ pub struct OrderServiceConfig {
 }
 
 impl OrderServiceConfig {
+    /// Default number of place lanes.
+    pub const DEFAULT_PLACE_LANES: usize = 4;
+
     /// Default interval between retries of pending releases.
     pub const DEFAULT_RELEASE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -45,6 +52,7 @@ impl OrderServiceConfig {
             account_client: hts_account_client::AccountClientConfig::default(),
             release_retry_interval: Self::DEFAULT_RELEASE_RETRY_INTERVAL,
             db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
+            place_lanes: Self::DEFAULT_PLACE_LANES,
             outbox: OutboxConfig::new(sink),
             fault_exit_after_commit: false,
             cache: None,

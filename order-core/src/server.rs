@@ -52,6 +52,29 @@ pub async fn serve_with_admin(
     admin: Option<crate::admin::AdminOptions>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_on(vec![listener], config, faults, admin, shutdown).await
+}
+
+/// Serves one order service on each of `listeners`, all on ONE store,
+/// outbox and account client (each with its own place lanes and health
+/// service): services of one process then share the store's writer
+/// instead of contending for its file's lock, as `hts demo`'s backends do.
+pub async fn serve_group(
+    listeners: Vec<TcpListener>,
+    config: OrderServiceConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let faults = crate::fault::FaultInjector::new(crate::fault::FaultConfig::default());
+    serve_on(listeners, config, faults, None, shutdown).await
+}
+
+async fn serve_on(
+    listeners: Vec<TcpListener>,
+    config: OrderServiceConfig,
+    faults: std::sync::Arc<crate::fault::FaultInjector>,
+    admin: Option<crate::admin::AdminOptions>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (store, outbox) = crate::process::open(&config).await?;
     let accounts = AccountClient::connect_lazy_with(
         &config.account_service_url,
@@ -79,21 +102,37 @@ pub async fn serve_with_admin(
         ctx.clone(),
         config.release_retry_interval,
     )));
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let servers = listeners.into_iter().map(|listener| {
+        let service = crate::fault::Faulty::new(
+            OrderGrpc::new(ctx.clone(), config.place_lanes),
+            std::sync::Arc::clone(&faults),
+        );
+        serve_one(listener, service, shutdown.clone())
+    });
+    let results = futures::future::join_all(servers).await;
+    // Graceful shutdown: publish what the fast path still holds.
+    outbox.shutdown().await;
+    results.into_iter().collect()
+}
+
+/// Serves `service` and the standard health service on `listener` until
+/// `shutdown`.
+async fn serve_one(
+    listener: TcpListener,
+    service: crate::fault::Faulty<OrderGrpc>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<OrderServiceServer<OrderGrpc>>().await;
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "order service listening");
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(OrderServiceServer::new(crate::fault::Faulty::new(
-            OrderGrpc::new(ctx),
-            faults,
-        )))
+        .add_service(OrderServiceServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("order service transport failed")?;
-    // Graceful shutdown: publish what the fast path still holds.
-    outbox.shutdown().await;
     tracing::info!(addr = ?local, "order service stopped");
     Ok(())
 }

@@ -64,6 +64,7 @@ async fn start_account(addr: SocketAddr, db: &Path) -> Server {
         store_url: format!("sqlite:{}", db.display()),
         seed_demo: true,
         db_pool_size: 4,
+        lanes: hts_account_service::store::DEFAULT_LANES,
     };
     let task = tokio::spawn(hts_account_service::serve(listener, config, async move {
         let _ = stopped.await;

@@ -1,15 +1,12 @@
-//! The ledger operations, run inside a write transaction by the writer.
+//! The SQLite ledger: a batch of operations inside one write transaction
+//! of the group-committing writer, decided by [`Book`].
 
-use hts_proto::v1::{AssetBalance, ReleaseOutcome, ReserveOutcome};
+use hts_proto::v1::AssetBalance;
 use hts_proto::CASH_ASSET;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::book::{Balance, Book, Corrupt, Effects, Keys, LedgerOp, LedgerOutcome, Reservation};
 use super::{now_unix_ms, StoreError};
-
-/// Status text of a reservation that still holds funds.
-const HELD: &str = "HELD";
-/// Status text of a reservation whose funds went back to `available`.
-const RELEASED: &str = "RELEASED";
 
 /// Demo accounts: `ACC-0001` ..= `ACC-{DEMO_ACCOUNTS}`.
 pub(crate) const DEMO_ACCOUNTS: u32 = 1000;
@@ -20,137 +17,118 @@ pub(crate) const DEMO_SHARES: i64 = 1_000_000;
 /// Demo symbols every account holds.
 pub(crate) const DEMO_SYMBOLS: [&str; 3] = ["005930", "000660", "035420"];
 
-/// A reserve request as received.
-#[derive(Debug, Clone)]
-pub(crate) struct ReserveArgs {
-    pub reservation_id: String,
-    pub account_id: String,
-    pub asset: String,
-    pub amount: i64,
-}
-
-struct Reservation {
-    account_id: String,
-    asset: String,
-    amount: i64,
-    status: String,
-}
-
-fn find_reservation(
+fn load_balance(
     conn: &Connection,
-    reservation_id: &str,
-) -> Result<Option<Reservation>, StoreError> {
-    Ok(conn
+    book: &mut Book,
+    account: &str,
+    asset: &str,
+) -> Result<(), StoreError> {
+    let row = conn
         .prepare_cached(
-            "SELECT account_id, asset, amount, status FROM reservations WHERE reservation_id = ?1",
+            "SELECT available, reserved FROM balances WHERE account_id = ?1 AND asset = ?2",
         )?
-        .query_row([reservation_id], |row| {
-            Ok(Reservation {
-                account_id: row.get(0)?,
-                asset: row.get(1)?,
-                amount: row.get(2)?,
-                status: row.get(3)?,
+        .query_row([account, asset], |row| {
+            Ok(Balance {
+                available: row.get(0)?,
+                reserved: row.get(1)?,
             })
         })
-        .optional()?)
+        .optional()?;
+    if let Some(b) = row {
+        book.add_balance(account.to_owned(), asset.to_owned(), b);
+    }
+    Ok(())
 }
 
-/// Holds funds idempotently; see the crate docs for the outcome table.
-pub(crate) fn reserve(conn: &Connection, args: &ReserveArgs) -> Result<ReserveOutcome, StoreError> {
-    if let Some(existing) = find_reservation(conn, &args.reservation_id)? {
-        let same = existing.account_id == args.account_id
-            && existing.asset == args.asset
-            && existing.amount == args.amount;
-        return Ok(match (same, existing.status.as_str()) {
-            (false, _) => ReserveOutcome::ReservationConflict,
-            (true, HELD) => ReserveOutcome::AlreadyReserved,
-            (true, RELEASED) => ReserveOutcome::AlreadyReleased,
-            (true, other) => {
-                return Err(StoreError::Corrupt(format!(
-                    "reservation {} has status {other:?}",
-                    args.reservation_id
-                )))
-            }
-        });
-    }
-    if args.amount <= 0
-        || args.reservation_id.is_empty()
-        || args.account_id.is_empty()
-        || args.asset.is_empty()
-    {
-        return Ok(ReserveOutcome::Invalid);
-    }
-    let account_exists = conn
-        .prepare_cached("SELECT 1 FROM accounts WHERE account_id = ?1")?
-        .exists([&args.account_id])?;
-    if !account_exists {
-        return Ok(ReserveOutcome::UnknownAccount);
-    }
-    let moved = conn
-        .prepare_cached(
-            "UPDATE balances SET available = available - ?3, reserved = reserved + ?3
-             WHERE account_id = ?1 AND asset = ?2 AND available >= ?3",
-        )?
-        .execute(params![args.account_id, args.asset, args.amount])?;
-    if moved == 0 {
-        return Ok(ReserveOutcome::Insufficient);
-    }
-    conn.prepare_cached(
-        "INSERT INTO reservations
-            (reservation_id, account_id, asset, amount, status, created_at, released_at)
-         VALUES (?1, ?2, ?3, ?4, 'HELD', ?5, NULL)",
-    )?
-    .execute(params![
-        args.reservation_id,
-        args.account_id,
-        args.asset,
-        args.amount,
-        now_unix_ms()
-    ])?;
-    Ok(ReserveOutcome::Reserved)
-}
-
-/// Returns held funds idempotently.
-pub(crate) fn release(
-    conn: &Connection,
-    reservation_id: &str,
-    account_id: &str,
-) -> Result<ReleaseOutcome, StoreError> {
-    let Some(existing) = find_reservation(conn, reservation_id)? else {
-        return Ok(ReleaseOutcome::NoReservation);
-    };
-    if existing.account_id != account_id {
-        return Ok(ReleaseOutcome::NoReservation);
-    }
-    match existing.status.as_str() {
-        RELEASED => return Ok(ReleaseOutcome::WasReleased),
-        HELD => {}
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "reservation {reservation_id} has status {other:?}"
-            )))
+/// Loads what `ops` need into a [`Book`] (inside the write transaction, so
+/// nothing changes underneath).
+fn load(conn: &Connection, ops: &[LedgerOp]) -> Result<Book, StoreError> {
+    let keys = Keys::of(ops);
+    let mut book = Book::default();
+    let mut reservation = conn.prepare_cached(
+        "SELECT account_id, asset, amount, status FROM reservations WHERE reservation_id = ?1",
+    )?;
+    for id in &keys.reservations {
+        let row = reservation
+            .query_row([id], |row| {
+                Ok(Reservation {
+                    account_id: row.get(0)?,
+                    asset: row.get(1)?,
+                    amount: row.get(2)?,
+                    status: row.get(3)?,
+                })
+            })
+            .optional()?;
+        if let Some(r) = row {
+            book.add_reservation(id.clone(), r);
         }
     }
-    let moved = conn
-        .prepare_cached(
-            "UPDATE balances SET available = available + ?3, reserved = reserved - ?3
-             WHERE account_id = ?1 AND asset = ?2",
-        )?
-        .execute(params![
-            existing.account_id,
-            existing.asset,
-            existing.amount
-        ])?;
-    if moved != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "reservation {reservation_id} has no balance row"
-        )));
+    let mut account = conn.prepare_cached("SELECT 1 FROM accounts WHERE account_id = ?1")?;
+    for id in &keys.accounts {
+        if account.exists([id])? {
+            book.add_account(id.clone());
+        }
     }
-    conn.prepare_cached(
-        "UPDATE reservations SET status = 'RELEASED', released_at = ?2 WHERE reservation_id = ?1",
-    )?
-    .execute(params![reservation_id, now_unix_ms()])?;
-    Ok(ReleaseOutcome::Released)
+    for (account, asset) in &keys.balances {
+        load_balance(conn, &mut book, account, asset)?;
+    }
+    for (account, asset) in book.release_balances(ops) {
+        load_balance(conn, &mut book, &account, &asset)?;
+    }
+    Ok(book)
+}
+
+fn write(conn: &Connection, effects: &Effects) -> Result<(), StoreError> {
+    let now = now_unix_ms();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO reservations
+            (reservation_id, account_id, asset, amount, status, created_at, released_at, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for r in &effects.inserted {
+        let released_at = (r.status == super::book::RELEASED).then_some(now);
+        insert.execute(params![
+            r.reservation_id,
+            r.account_id,
+            r.asset,
+            r.amount,
+            r.status,
+            now,
+            released_at,
+            r.request_id
+        ])?;
+    }
+    let mut release = conn.prepare_cached(
+        "UPDATE reservations SET status = 'RELEASED', released_at = ?2
+         WHERE reservation_id = ?1 AND status = 'HELD'",
+    )?;
+    for id in &effects.released {
+        release.execute(params![id, now])?;
+    }
+    let mut balance = conn.prepare_cached(
+        "UPDATE balances SET available = ?3, reserved = ?4 WHERE account_id = ?1 AND asset = ?2",
+    )?;
+    for ((account, asset), change) in &effects.balances {
+        balance.execute(params![
+            account,
+            asset,
+            change.now.available,
+            change.now.reserved
+        ])?;
+    }
+    Ok(())
+}
+
+/// Decides and writes `ops` in the caller's transaction; one answer per
+/// operation, in order (a corrupt stored row fails only its operation).
+pub(crate) fn apply(
+    conn: &Connection,
+    ops: &[LedgerOp],
+) -> Result<Vec<Result<LedgerOutcome, Corrupt>>, StoreError> {
+    let mut book = load(conn, ops)?;
+    let outcomes = ops.iter().map(|op| book.apply(op)).collect();
+    write(conn, &book.into_effects())?;
+    Ok(outcomes)
 }
 
 /// Creates the demo accounts; existing rows are left untouched.

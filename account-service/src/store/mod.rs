@@ -1,10 +1,15 @@
 //! The durable account ledger, on SQLite (embedded) or PostgreSQL.
 //!
+//! Every write is a batch of [`LedgerOp`]s decided by [`book::Book`] in
+//! order, exactly as one at a time, and committed by one transaction.
 //! SQLite: WAL mode with `synchronous=FULL`; all writes go through one
 //! group-committing writer thread per process and use `BEGIN IMMEDIATE`, so
-//! several processes may share one database file. Reads use separate
-//! pooled connections. PostgreSQL: see [`postgres`].
+//! several processes may share one database file; a batch call is one
+//! operation of the writer. Reads use separate pooled connections.
+//! PostgreSQL: see [`postgres`] (account lanes, one transaction per lane
+//! batch).
 
+mod book;
 mod ledger;
 mod postgres;
 mod schema;
@@ -12,9 +17,14 @@ mod schema;
 use hts_dbkit::sqlite::SqliteDb;
 use hts_proto::v1::{AssetBalance, ReleaseOutcome, ReserveOutcome};
 
+use book::{Corrupt, LedgerOp, LedgerOutcome};
 pub(crate) use hts_dbkit::now_unix_ms;
 pub use hts_dbkit::StoreError;
-use ledger::ReserveArgs;
+
+pub use book::ReserveArgs;
+
+/// Default number of account lanes of a PostgreSQL ledger.
+pub const DEFAULT_LANES: usize = 4;
 
 /// Handle to the ledger; cheap to clone and shareable across tasks.
 #[derive(Clone)]
@@ -26,6 +36,12 @@ pub struct AccountStore {
 enum Backend {
     Sqlite(SqliteDb),
     Postgres(postgres::PgLedger),
+}
+
+impl From<Corrupt> for StoreError {
+    fn from(c: Corrupt) -> Self {
+        StoreError::Corrupt(c.0)
+    }
 }
 
 impl AccountStore {
@@ -41,11 +57,25 @@ impl AccountStore {
 
     /// Opens the store at `url`: `sqlite:PATH`, or a PostgreSQL URL
     /// (`postgres://…`, several hosts allowed) with a pool of `pool_size`
-    /// connections. Creates and migrates the database.
+    /// connections and [`DEFAULT_LANES`] account lanes. Creates and
+    /// migrates the database.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::connect_with_lanes(url, pool_size, DEFAULT_LANES).await
+    }
+
+    /// [`AccountStore::connect`] with `lanes` account lanes on PostgreSQL
+    /// (at most one transaction in flight per lane; SQLite ignores it: its
+    /// writer thread is its one lane).
+    pub async fn connect_with_lanes(
+        url: &str,
+        pool_size: usize,
+        lanes: usize,
+    ) -> Result<Self, StoreError> {
         if hts_dbkit::pg::is_postgres_url(url) {
             return Ok(Self {
-                backend: Backend::Postgres(postgres::PgLedger::connect(url, pool_size).await?),
+                backend: Backend::Postgres(
+                    postgres::PgLedger::connect(url, pool_size, lanes).await?,
+                ),
             });
         }
         let url = url.to_owned();
@@ -54,12 +84,37 @@ impl AccountStore {
             .map_err(|e| StoreError::ReadTask(e.to_string()))?
     }
 
+    /// Decides and commits `ops`; one answer per operation, in order.
+    async fn apply(&self, ops: Vec<LedgerOp>) -> Vec<Result<LedgerOutcome, StoreError>> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let n = ops.len();
+                let result = db.write(move |conn| ledger::apply(conn, &ops)).await;
+                match result {
+                    Ok(outcomes) => outcomes
+                        .into_iter()
+                        .map(|o| o.map_err(StoreError::from))
+                        .collect(),
+                    Err(e) => {
+                        let message = e.to_string();
+                        (0..n)
+                            .map(|_| Err(StoreError::Commit(message.clone())))
+                            .collect()
+                    }
+                }
+            }
+            Backend::Postgres(pg) => pg.apply(ops).await,
+        }
+    }
+
     /// Holds `amount` of `asset` on `account_id` under `reservation_id`.
     ///
     /// Idempotent: a repeated identical call answers `ALREADY_RESERVED`
     /// (or `ALREADY_RELEASED` once released, never holding again); a call
     /// reusing the id with other parameters answers `RESERVATION_CONFLICT`.
-    /// Returns only after the effect is committed.
+    /// An `INSUFFICIENT` answer is not recorded here (the id can be used
+    /// once funds suffice), unlike in [`AccountStore::reserve_batch`] with
+    /// an order identity. Returns only after the effect is committed.
     pub async fn reserve(
         &self,
         reservation_id: &str,
@@ -72,11 +127,32 @@ impl AccountStore {
             account_id: account_id.to_owned(),
             asset: asset.to_owned(),
             amount,
+            request_id: None,
         };
-        match &self.backend {
-            Backend::Sqlite(db) => db.write(move |conn| ledger::reserve(conn, &args)).await,
-            Backend::Postgres(pg) => pg.reserve(&args).await,
-        }
+        let mut answers = self.reserve_batch(vec![args]).await;
+        answers.pop().unwrap_or(Err(StoreError::WriterClosed))
+    }
+
+    /// Decides `items` in order, exactly as the same [`AccountStore::reserve`]
+    /// calls one after the other would, except that an item carrying an
+    /// order identity (`request_id`) has its `INSUFFICIENT` answer recorded
+    /// (status REFUSED) and repeated for its id. One answer per item, in
+    /// order, each returned only after its effect is committed.
+    pub async fn reserve_batch(
+        &self,
+        items: Vec<ReserveArgs>,
+    ) -> Vec<Result<ReserveOutcome, StoreError>> {
+        let ops = items.into_iter().map(LedgerOp::Reserve).collect();
+        self.apply(ops)
+            .await
+            .into_iter()
+            .map(|answer| match answer? {
+                LedgerOutcome::Reserve(outcome) => Ok(outcome),
+                LedgerOutcome::Release(_) => Err(StoreError::Corrupt(
+                    "a reserve was answered as a release".to_owned(),
+                )),
+            })
+            .collect()
     }
 
     /// Returns the funds of a held reservation to `available`. Idempotent.
@@ -85,14 +161,17 @@ impl AccountStore {
         reservation_id: &str,
         account_id: &str,
     ) -> Result<ReleaseOutcome, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => {
-                let reservation_id = reservation_id.to_owned();
-                let account_id = account_id.to_owned();
-                db.write(move |conn| ledger::release(conn, &reservation_id, &account_id))
-                    .await
-            }
-            Backend::Postgres(pg) => pg.release(reservation_id, account_id).await,
+        let op = LedgerOp::Release {
+            reservation_id: reservation_id.to_owned(),
+            account_id: account_id.to_owned(),
+        };
+        match self.apply(vec![op]).await.pop() {
+            Some(Ok(LedgerOutcome::Release(outcome))) => Ok(outcome),
+            Some(Ok(LedgerOutcome::Reserve(_))) => Err(StoreError::Corrupt(
+                "a release was answered as a reserve".to_owned(),
+            )),
+            Some(Err(e)) => Err(e),
+            None => Err(StoreError::WriterClosed),
         }
     }
 

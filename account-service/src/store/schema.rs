@@ -3,9 +3,10 @@
 use hts_dbkit::sqlite::Migration;
 
 /// Ordered migrations; a version is applied at most once per database.
-pub(super) const MIGRATIONS: &[Migration] = &[(
-    1,
-    "CREATE TABLE accounts (
+pub(super) const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "CREATE TABLE accounts (
         account_id TEXT PRIMARY KEY NOT NULL
      );
      CREATE TABLE balances (
@@ -24,4 +25,26 @@ pub(super) const MIGRATIONS: &[Migration] = &[(
         created_at     INTEGER NOT NULL,
         released_at    INTEGER
      );",
-)];
+    ),
+    // Refusals recorded for an order's reservation (REFUSED) and the
+    // order's request_id; SQLite changes a CHECK by rebuilding the table.
+    (
+        2,
+        "CREATE TABLE reservations_v2 (
+            reservation_id TEXT PRIMARY KEY NOT NULL,
+            account_id     TEXT NOT NULL,
+            asset          TEXT NOT NULL,
+            amount         INTEGER NOT NULL CHECK (amount > 0),
+            status         TEXT NOT NULL CHECK (status IN ('HELD', 'RELEASED', 'REFUSED')),
+            created_at     INTEGER NOT NULL,
+            released_at    INTEGER,
+            request_id     TEXT
+         );
+         INSERT INTO reservations_v2
+            (reservation_id, account_id, asset, amount, status, created_at, released_at)
+         SELECT reservation_id, account_id, asset, amount, status, created_at, released_at
+         FROM reservations;
+         DROP TABLE reservations;
+         ALTER TABLE reservations_v2 RENAME TO reservations;",
+    ),
+];

@@ -256,3 +256,140 @@ async fn concurrent_identical_reserves_hold_once() {
         (ledger::DEMO_CASH - 1000, 1000)
     );
 }
+
+/// One generated ledger operation for the batch property.
+#[derive(Debug, Clone)]
+enum GenOp {
+    Reserve {
+        id: usize,
+        account: usize,
+        cash: bool,
+        amount: i64,
+        order: bool,
+    },
+    Release {
+        id: usize,
+        account: usize,
+    },
+}
+
+fn gen_op() -> impl proptest::strategy::Strategy<Value = GenOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..6usize, 0..3usize, any::<bool>(), prop_oneof![Just(0i64), 1..5i64, Just(400_000i64), Just(ledger::DEMO_CASH)], any::<bool>())
+            .prop_map(|(id, account, cash, amount, order)| GenOp::Reserve { id, account, cash, amount, order }),
+        1 => (0..6usize, 0..3usize).prop_map(|(id, account)| GenOp::Release { id, account }),
+    ]
+}
+
+/// Account 2 of a case does not exist, so UNKNOWN_ACCOUNT is covered too.
+fn gen_account(base: usize, account: usize) -> String {
+    if account == 2 {
+        format!("NOPE-{base}")
+    } else {
+        format!("ACC-{:04}", base + account)
+    }
+}
+
+fn ledger_op(base: usize, op: &GenOp) -> LedgerOp {
+    match op {
+        GenOp::Reserve {
+            id,
+            account,
+            cash,
+            amount,
+            order,
+        } => LedgerOp::Reserve(ReserveArgs {
+            reservation_id: format!("c{base}-r{id}"),
+            account_id: gen_account(base, *account),
+            asset: if *cash { CASH_ASSET } else { "005930" }.to_owned(),
+            amount: *amount,
+            request_id: order.then(|| format!("q{id}")),
+        }),
+        GenOp::Release { id, account } => LedgerOp::Release {
+            reservation_id: format!("c{base}-r{id}"),
+            account_id: gen_account(base, *account),
+        },
+    }
+}
+
+#[test]
+fn a_batch_decides_like_one_operation_at_a_time() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (batched, single) = rt.block_on(async { (fixture().await, fixture().await) });
+    let next = std::sync::atomic::AtomicUsize::new(1);
+    let config = ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(history in proptest::collection::vec(gen_op(), 0..6),
+                        batch in proptest::collection::vec(gen_op(), 1..20))| {
+        let base = next.fetch_add(2, std::sync::atomic::Ordering::SeqCst);
+        rt.block_on(async {
+            for op in &history {
+                let op = ledger_op(base, op);
+                for s in [&batched.store, &single.store] {
+                    s.apply(vec![op.clone()]).await;
+                }
+            }
+            let ops: Vec<LedgerOp> = batch.iter().map(|op| ledger_op(base, op)).collect();
+            let together: Vec<String> = batched.store.apply(ops.clone()).await
+                .into_iter().map(|a| format!("{a:?}")).collect();
+            let mut one_by_one = Vec::new();
+            for op in ops {
+                let mut a = single.store.apply(vec![op]).await;
+                one_by_one.push(format!("{:?}", a.pop().unwrap()));
+            }
+            assert_eq!(together, one_by_one, "batch {batch:?} after {history:?}");
+            for account in 0..2 {
+                let name = gen_account(base, account);
+                for asset in [CASH_ASSET, "005930"] {
+                    assert_eq!(
+                        balance(&batched.store, &name, asset).await,
+                        balance(&single.store, &name, asset).await,
+                        "{name}/{asset}"
+                    );
+                }
+            }
+        });
+    });
+}
+
+#[tokio::test]
+async fn an_order_reservation_refused_stays_refused() {
+    let f = fixture().await;
+    let s = &f.store;
+    let big = |id: &str, amount| ReserveArgs {
+        reservation_id: id.to_owned(),
+        account_id: "ACC-0001".to_owned(),
+        asset: CASH_ASSET.to_owned(),
+        amount,
+        request_id: Some("o1".to_owned()),
+    };
+    let answer = |mut v: Vec<Result<ReserveOutcome, StoreError>>| v.pop().unwrap().unwrap();
+    assert_eq!(
+        answer(s.reserve_batch(vec![big("o", ledger::DEMO_CASH + 1)]).await),
+        ReserveOutcome::Insufficient
+    );
+    // Funds now suffice, but the decision for the order is final.
+    s.reserve("free", "ACC-0001", CASH_ASSET, 1).await.unwrap();
+    s.release("free", "ACC-0001").await.unwrap();
+    assert_eq!(
+        answer(s.reserve_batch(vec![big("o", ledger::DEMO_CASH + 1)]).await),
+        ReserveOutcome::Insufficient
+    );
+    assert_eq!(
+        answer(s.reserve_batch(vec![big("o", 5)]).await),
+        ReserveOutcome::ReservationConflict
+    );
+    assert_eq!(
+        s.release("o", "ACC-0001").await.unwrap(),
+        ReleaseOutcome::NoReservation
+    );
+    assert_eq!(
+        balance(s, "ACC-0001", CASH_ASSET).await,
+        (ledger::DEMO_CASH, 0)
+    );
+}

@@ -97,8 +97,9 @@ pub struct CompareArgs {
     /// e.g. `--hedging-gateway-arg=--breaker-failure-ratio=1`.
     #[arg(long, allow_hyphen_values = true)]
     pub hedging_gateway_arg: Vec<String>,
-    /// Offered rates of the SQLite vs PostgreSQL scenario.
-    #[arg(long, value_delimiter = ',', default_values_t = [500.0, 1000.0, 2000.0])]
+    /// Offered rates of the SQLite vs PostgreSQL scenario (places; cancels
+    /// run at the same rates with as many places beside them).
+    #[arg(long, value_delimiter = ',', default_values_t = [100.0, 1000.0, 5000.0, 10000.0, 20000.0])]
     pub durable_rates: Vec<f64>,
     /// p99 target (ms) of the durable-orders goal.
     #[arg(long, default_value_t = 20.0)]
@@ -314,7 +315,24 @@ impl Ctx<'_> {
         rate: f64,
         pids: Vec<u32>,
     ) -> anyhow::Result<RunReport> {
-        let load = self.load(label.clone(), mode, addr, rate, pids);
+        self.run_mix(label, mode, addr, rate, pids, self.args.mix)
+            .await
+    }
+
+    /// [`Ctx::run`] with the request mix `mix` instead of `--mix`.
+    async fn run_mix(
+        &self,
+        label: String,
+        mode: Mode,
+        addr: String,
+        rate: f64,
+        pids: Vec<u32>,
+        mix: Mix,
+    ) -> anyhow::Result<RunReport> {
+        let load = LoadArgs {
+            mix,
+            ..self.load(label.clone(), mode, addr, rate, pids)
+        };
         eprintln!("compare: {label} ...");
         let report = driver::run(&load)
             .await

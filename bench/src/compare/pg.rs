@@ -23,6 +23,33 @@ fsync = on
 synchronous_commit = on
 ";
 
+/// Cumulative counters of a cluster, for costs per order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgTotals {
+    /// WAL position, bytes.
+    pub wal_bytes: u64,
+    /// Rows inserted, updated and deleted in every user table.
+    pub rows: u64,
+    /// Rows of the `orders` table.
+    pub orders: u64,
+}
+
+/// What [`PgCluster::totals`] asks.
+const TOTALS_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0')::bigint, \
+    (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables)::bigint, \
+    (SELECT count(*) FROM orders)";
+
+/// Parses the `a|b|c` line `psql -At` prints for [`TOTALS_SQL`].
+pub fn parse_totals(line: &str) -> Option<PgTotals> {
+    let mut f = line.trim().split('|').map(|v| v.trim().parse::<u64>());
+    let totals = PgTotals {
+        wal_bytes: f.next()?.ok()?,
+        rows: f.next()?.ok()?,
+        orders: f.next()?.ok()?,
+    };
+    f.next().is_none().then_some(totals)
+}
+
 /// A running PostgreSQL cluster.
 #[derive(Debug)]
 pub struct PgCluster {
@@ -148,6 +175,32 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// WAL position, rows written and orders stored so far (through `psql`).
+    pub fn totals(&self) -> anyhow::Result<PgTotals> {
+        let port = self.port.to_string();
+        let out = Command::new(self.bindir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-At",
+                "-c",
+                TOTALS_SQL,
+            ])
+            .output()
+            .context("running psql")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        parse_totals(&text).with_context(|| format!("unexpected psql output {text:?}"))
+    }
+
     /// The postmaster's pid (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
@@ -192,7 +245,21 @@ impl Drop for PgCluster {
 
 #[cfg(test)]
 mod tests {
-    use super::parent_pid;
+    use super::{parent_pid, parse_totals, PgTotals};
+
+    #[test]
+    fn totals_line() {
+        assert_eq!(
+            parse_totals("123|45|6\n"),
+            Some(PgTotals {
+                wal_bytes: 123,
+                rows: 45,
+                orders: 6
+            })
+        );
+        assert_eq!(parse_totals("1|2"), None);
+        assert_eq!(parse_totals("1|x|3"), None);
+    }
 
     #[test]
     fn parent_pid_of_stat_line() {

@@ -20,6 +20,10 @@ pub struct AccountServiceArgs {
     /// Seed the demo accounts ACC-0001…ACC-1000 (never resets existing balances).
     #[arg(long)]
     pub seed_demo: bool,
+    /// Account lanes on PostgreSQL: an account's reservations always share a
+    /// lane, each lane commits one batch at a time.
+    #[arg(long, default_value_t = hts_account_service::store::DEFAULT_LANES)]
+    pub lanes: usize,
 }
 
 /// Runs the account service until SIGINT/SIGTERM.
@@ -31,6 +35,7 @@ pub async fn run(args: AccountServiceArgs) -> anyhow::Result<ExitCode> {
         store_url: args.store,
         seed_demo: args.seed_demo,
         db_pool_size: args.db_pool_size,
+        lanes: args.lanes,
     };
     hts_account_service::serve(listener, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `hts demo`: the whole system in one process on the embedded SQLite store.
 //!
 //! Starts the account service (seeded with the demo accounts), three order
-//! services sharing one order store, and the gateway, all talking real gRPC
+//! services sharing one order store (one writer thread), and the gateway, all talking real gRPC
 //! over loopback; then places a sample order through the gateway's TCP
 //! protocol and keeps serving until Ctrl-C or SIGTERM, when it drains the
 //! gateway first and the backends after it.
@@ -60,9 +60,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let account_listener = TcpListener::bind("127.0.0.1:0").await?;
     let account_url = format!("http://{}", account_listener.local_addr()?);
     let account_config = AccountServiceConfig {
-        store_url: sqlite_url(&args.data_dir, "accounts.db"),
         seed_demo: true,
-        db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
+        ..AccountServiceConfig::new(sqlite_url(&args.data_dir, "accounts.db"))
     };
     backend_tasks.push(tokio::spawn(hts_account_service::serve(
         account_listener,
@@ -71,19 +70,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )));
 
     let mut backend_urls = Vec::new();
+    let mut backend_listeners = Vec::new();
     for _ in 0..args.order_services {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         backend_urls.push(format!("http://{}", listener.local_addr()?));
-        let config = OrderServiceConfig {
-            release_retry_interval: Duration::from_secs(1),
-            ..OrderServiceConfig::new(sqlite_url(&args.data_dir, "orders.db"), account_url.clone())
-        };
-        backend_tasks.push(tokio::spawn(hts_order_core::serve(
-            listener,
-            config,
-            backends_stop.clone().cancelled_owned(),
-        )));
+        backend_listeners.push(listener);
     }
+    // The backends share one order store (one writer thread) instead of
+    // contending for the SQLite file's lock from one process.
+    let config = OrderServiceConfig {
+        release_retry_interval: Duration::from_secs(1),
+        ..OrderServiceConfig::new(sqlite_url(&args.data_dir, "orders.db"), account_url.clone())
+    };
+    backend_tasks.push(tokio::spawn(hts_order_core::serve_group(
+        backend_listeners,
+        config,
+        backends_stop.clone().cancelled_owned(),
+    )));
 
     let ready_within = Duration::from_secs(30);
     crate::readiness::wait_serving(&account_url, "hts.v1.AccountService", ready_within).await?;

@@ -48,6 +48,10 @@ pub struct OrderServiceArgs {
     /// PostgreSQL connections of this process.
     #[arg(long, default_value_t = hts_dbkit::pg::DEFAULT_POOL_SIZE)]
     pub db_pool_size: usize,
+    /// Place lanes: an account's orders always share a lane, each lane runs
+    /// one batch (one account-service call, one store transaction) at a time.
+    #[arg(long, default_value_t = OrderServiceConfig::DEFAULT_PLACE_LANES)]
+    pub place_lanes: usize,
     /// Kafka bootstrap servers; events are published there (else to the event log).
     #[arg(long)]
     pub kafka_brokers: Option<String>,
@@ -148,6 +152,7 @@ impl OrderServiceArgs {
         };
         config.release_retry_interval = Duration::from_millis(self.release_retry_interval_ms);
         config.db_pool_size = self.db_pool_size;
+        config.place_lanes = self.place_lanes.max(1);
         config.fault_exit_after_commit = self.fault_exit_after_commit;
         config.cache = self
             .redis_url

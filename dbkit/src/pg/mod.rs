@@ -12,5 +12,5 @@ pub mod retry;
 pub use deadpool_postgres::{Object as PgClient, Pool};
 pub use error::PgError;
 pub use migrate::migrate;
-pub use pool::{connect_pool, is_postgres_url, DEFAULT_POOL_SIZE};
+pub use pool::{connect_pool, is_postgres_url, session_config, DEFAULT_POOL_SIZE};
 pub use retry::{current_deadline, retry_limit, retry_transient, with_deadline, RetryPolicy};

@@ -77,7 +77,7 @@ pub(crate) async fn cancel(ctx: &OrderContext, call: CancelOrderCall) -> CancelO
     }
     match ctx.store.cancel_order(&order_id).await {
         Ok(CancelOutcome::Canceled(order)) => {
-            tracing::info!(order_id = %order.order_id, "order canceled");
+            tracing::debug!(order_id = %order.order_id, "order canceled");
             let pending = PendingRelease {
                 reservation_id: order.reservation_id.clone(),
                 account_id: order.account_id.clone(),

@@ -1,15 +1,18 @@
 //! The `OrderService` gRPC implementation.
 //!
-//! Every handler body runs in its own spawned task which the RPC future only
-//! awaits: a client cancelling its call (the gateway drops hedged losers and
-//! timed-out calls) can never interrupt a place between reserve and insert,
-//! nor a cancel between commit and release. The task runs under the
-//! caller's deadline (its `grpc-timeout`), which bounds the store's retries
-//! of transient database failures.
+//! A place goes to its account's place lane ([`place`], batches in
+//! [`place_batch`]); the lane does the work, the RPC future only awaits its
+//! answer, so a client cancelling its call (the gateway drops hedged losers
+//! and timed-out calls) never interrupts a place between reserve and
+//! insert. A cancel runs in its own spawned task which the RPC future only
+//! awaits, so it is never interrupted between commit and release. Both run
+//! under the caller's deadline (its `grpc-timeout`), which bounds the
+//! store's retries of transient database failures.
 
 mod cancel;
 mod deadline;
 mod place;
+mod place_batch;
 mod query;
 mod releaser;
 mod reply;
@@ -27,6 +30,7 @@ use tonic::{Request, Response, Status};
 
 use crate::store::OrderStore;
 
+pub use place::{place_batch_now, MAX_BATCH};
 pub use releaser::{release_pending, run_release_retries};
 
 /// Dependencies shared by all handlers.
@@ -42,12 +46,17 @@ pub struct OrderContext {
 #[derive(Clone)]
 pub struct OrderGrpc {
     ctx: Arc<OrderContext>,
+    places: place::Placer,
 }
 
 impl OrderGrpc {
-    /// Serves requests with `ctx`.
-    pub fn new(ctx: OrderContext) -> Self {
-        Self { ctx: Arc::new(ctx) }
+    /// Serves requests with `ctx`, places through `lanes` place lanes.
+    /// Must run inside a Tokio runtime (the lanes are tasks).
+    pub fn new(ctx: OrderContext, lanes: usize) -> Self {
+        Self {
+            places: place::Placer::start(ctx.clone(), lanes),
+            ctx: Arc::new(ctx),
+        }
     }
 }
 
@@ -72,10 +81,9 @@ impl OrderService for OrderGrpc {
         &self,
         request: Request<PlaceOrderCall>,
     ) -> Result<Response<PlaceOrderResponse>, Status> {
-        let ctx = Arc::clone(&self.ctx);
         let deadline = deadline::of(&request);
         let call = request.into_inner();
-        detached(deadline, async move { place::place(&ctx, call).await }).await
+        Ok(Response::new(self.places.place(call, deadline).await))
     }
 
     async fn cancel_order(
@@ -92,9 +100,9 @@ impl OrderService for OrderGrpc {
         &self,
         request: Request<QueryOrderCall>,
     ) -> Result<Response<QueryOrderResponse>, Status> {
-        let ctx = Arc::clone(&self.ctx);
         let deadline = deadline::of(&request);
         let call = request.into_inner();
-        detached(deadline, async move { query::query(&ctx, call).await }).await
+        let answer = hts_dbkit::pg::with_deadline(deadline, query::query(&self.ctx, call)).await;
+        Ok(Response::new(answer))
     }
 }

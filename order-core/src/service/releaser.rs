@@ -24,7 +24,7 @@ pub async fn release_pending(ctx: &OrderContext, pending: &PendingRelease) -> bo
         ) => {
             match ctx.store.complete_release(&pending.reservation_id).await {
                 Ok(()) => {
-                    tracing::info!(reservation_id = %pending.reservation_id,
+                    tracing::debug!(reservation_id = %pending.reservation_id,
                         order_id = %pending.order_id, "reservation released");
                     true
                 }

@@ -3,7 +3,7 @@
 use hts_account_client::AccountError;
 use hts_proto::v1::{Code, OrderStatus, PlaceOrderResponse};
 
-use crate::store::{StoreError, StoredOrder};
+use crate::store::StoredOrder;
 
 /// A response carrying no order (refusals and failures).
 pub(crate) fn refusal(
@@ -53,8 +53,8 @@ pub(crate) fn replay_or_conflict(existing: &StoredOrder, fingerprint: &str) -> P
 }
 
 /// The order store failed; nothing (more) was stored, retrying is safe.
-pub(crate) fn store_unavailable(request_id: &str, error: &StoreError) -> PlaceOrderResponse {
-    tracing::error!(%error, request_id, "order store failure");
+/// Not logged here: the batch that failed logs once for all its orders.
+pub(crate) fn store_unavailable(request_id: &str) -> PlaceOrderResponse {
     refusal(
         request_id,
         Code::ServiceUnavailable,
@@ -62,15 +62,9 @@ pub(crate) fn store_unavailable(request_id: &str, error: &StoreError) -> PlaceOr
     )
 }
 
-/// The account service failed; nothing was stored, retrying is safe.
+/// The account service failed; nothing was stored, retrying is safe. Not
+/// logged here: the batch logs once for all its orders.
 pub(crate) fn account_unavailable(request_id: &str, error: &AccountError) -> PlaceOrderResponse {
-    if matches!(error, AccountError::CircuitOpen) {
-        // One line per refused order would flood the log while the breaker
-        // is open; the breaker gauge and error counter show it instead.
-        tracing::debug!(request_id, "account breaker open: order refused");
-    } else {
-        tracing::warn!(%error, request_id, "account service failure during place");
-    }
     refusal(
         request_id,
         Code::ServiceUnavailable,

@@ -38,8 +38,12 @@ impl OrderStore for CachedOrderStore {
         self.inner.find_by_request(account_id, request_id).await
     }
 
-    async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError> {
-        self.inner.insert_order(order).await
+    async fn insert_orders(
+        &self,
+        orders: Vec<NewOrder>,
+        deadlines: Vec<Option<tokio::time::Instant>>,
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
+        self.inner.insert_orders(orders, deadlines).await
     }
 
     async fn get_order(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError> {

@@ -58,9 +58,28 @@ pub trait OrderStore: OutboxStore + Send + Sync {
         request_id: &str,
     ) -> Result<Option<StoredOrder>, StoreError>;
 
-    /// Inserts the order unless `(account_id, request_id)` already exists,
-    /// in which case the existing order is returned (the first insert wins).
-    async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError>;
+    /// Inserts each order unless its `(account_id, request_id)` already
+    /// exists, in which case the existing order is answered (the first
+    /// insert wins), all in one transaction; one answer per order, in order.
+    /// The keys of one call must be distinct. `deadlines[i]` is the deadline
+    /// of the request `orders[i]` serves (missing: none): the store stops
+    /// retrying an insert whose caller has given up, and then answers it
+    /// with a failure only if nothing was stored for it.
+    async fn insert_orders(
+        &self,
+        orders: Vec<NewOrder>,
+        deadlines: Vec<Option<tokio::time::Instant>>,
+    ) -> Vec<Result<InsertOutcome, StoreError>>;
+
+    /// [`OrderStore::insert_orders`] of one order, under the deadline of the
+    /// calling task ([`hts_dbkit::pg::with_deadline`]).
+    async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError> {
+        let deadline = hts_dbkit::pg::current_deadline();
+        self.insert_orders(vec![order], vec![deadline])
+            .await
+            .pop()
+            .unwrap_or(Err(StoreError::WriterClosed))
+    }
 
     /// The order with `order_id`, if any.
     async fn get_order(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError>;

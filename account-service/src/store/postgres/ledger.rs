@@ -1,171 +1,196 @@
-//! Ledger operations on PostgreSQL, one transaction per attempt.
+//! Ledger batches on PostgreSQL: two round trips and one commit per batch.
+//!
+//! 1. Reads, pipelined (one round trip), each by primary key: the batch's
+//!    stored reservations, the accounts that exist, the balances its
+//!    reserves touch (a second read, only for batches that release stored
+//!    reservations, fetches those reservations' balances).
+//! 2. [`Book`] decides every operation in batch order, as one at a time.
+//! 3. ONE write statement, which commits on its own (no BEGIN/COMMIT round
+//!    trips): the new reservations, the released ones and one update per
+//!    changed (account, asset) with the summed change, as data-modifying
+//!    CTEs, ended by `ledger_batch_check` of their row counts.
+//!
+//! The reads take no locks and need no transaction: the write checks that
+//! what was read still holds — a new reservation must not exist yet
+//! (`ON CONFLICT DO NOTHING`, counted), a release needs its row still
+//! HELD, a balance must still have the values read. If any check fails
+//! (only another account-service process on the same database can cause
+//! it: within one process the lanes never run two batches on one account),
+//! `ledger_batch_check` raises `serialization_failure`, the statement
+//! changes nothing, and the batch is read and decided again (a transient
+//! error: [`hts_dbkit::pg::retry_transient`] backs off and retries). Every
+//! statement is prepared once per connection (`prepare_cached`).
 
 use deadpool_postgres::{GenericClient, Pool};
 use hts_dbkit::pg::PgError;
-use hts_proto::v1::{AssetBalance, ReleaseOutcome, ReserveOutcome};
+use hts_proto::v1::AssetBalance;
 use hts_proto::CASH_ASSET;
+use tokio_postgres::types::ToSql;
 
-use crate::store::ledger::{ReserveArgs, DEMO_ACCOUNTS, DEMO_CASH, DEMO_SHARES, DEMO_SYMBOLS};
+use crate::store::book::{
+    Balance, Book, Corrupt, Effects, Keys, LedgerOp, LedgerOutcome, Reservation,
+};
+use crate::store::ledger::{DEMO_ACCOUNTS, DEMO_CASH, DEMO_SHARES, DEMO_SYMBOLS};
 use crate::store::now_unix_ms;
 
-/// A reservation row.
-struct Reservation {
-    account_id: String,
-    asset: String,
-    amount: i64,
-    status: String,
-}
+const RESERVATIONS: &str = "SELECT reservation_id, account_id, asset, amount, status
+    FROM reservations WHERE reservation_id = ANY($1)";
+const ACCOUNTS: &str = "SELECT account_id FROM accounts WHERE account_id = ANY($1)";
+/// Balances of the given (account, asset) keys, each looked up by its
+/// primary key (the lateral join keeps the planner off sequential scans).
+const BALANCES: &str = "SELECT b.account_id, b.asset, b.available, b.reserved
+    FROM UNNEST($1::text[], $2::text[]) AS k(account_id, asset)
+    CROSS JOIN LATERAL (SELECT * FROM balances
+        WHERE account_id = k.account_id AND asset = k.asset) b";
+/// Every write of a batch, committed by this one statement or not at all.
+const WRITE: &str = "WITH ins AS (
+    INSERT INTO reservations
+        (reservation_id, account_id, asset, amount, status, created_at, released_at, request_id)
+    SELECT r.id, r.account_id, r.asset, r.amount, r.status, $6::int8,
+        CASE WHEN r.status = 'RELEASED' THEN $6::int8 END, r.request_id
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $7::text[])
+        AS r(id, account_id, asset, amount, status, request_id)
+    ON CONFLICT (reservation_id) DO NOTHING
+    RETURNING 1
+), rel AS (
+    UPDATE reservations SET status = 'RELEASED', released_at = $6::int8
+    WHERE reservation_id = ANY($8::text[]) AND status = 'HELD'
+    RETURNING 1
+), bal AS (
+    UPDATE balances b SET available = d.available, reserved = d.reserved
+    FROM UNNEST($9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[])
+        AS d(account_id, asset, available, reserved, was_available, was_reserved)
+    WHERE b.account_id = d.account_id AND b.asset = d.asset
+      AND b.available = d.was_available AND b.reserved = d.was_reserved
+    RETURNING 1
+)
+SELECT ledger_batch_check((SELECT count(*) FROM ins) = $15::int8
+    AND (SELECT count(*) FROM rel) = $16::int8
+    AND (SELECT count(*) FROM bal) = $17::int8)";
 
-/// What an attempt found: an outcome, or data the caller must reject.
-pub(crate) enum Attempt<T> {
-    /// Finished with this outcome.
-    Done(T),
-    /// A stored value cannot be interpreted.
-    Corrupt(String),
-}
-
-async fn find_reservation<C: GenericClient>(
-    client: &C,
-    reservation_id: &str,
-    for_update: bool,
-) -> Result<Option<Reservation>, PgError> {
-    let sql = if for_update {
-        "SELECT account_id, asset, amount, status FROM reservations
-         WHERE reservation_id = $1 FOR UPDATE"
-    } else {
-        "SELECT account_id, asset, amount, status FROM reservations WHERE reservation_id = $1"
-    };
-    let row = client.query_opt(sql, &[&reservation_id]).await?;
-    Ok(match row {
-        Some(r) => Some(Reservation {
-            account_id: r.try_get(0)?,
-            asset: r.try_get(1)?,
-            amount: r.try_get(2)?,
-            status: r.try_get(3)?,
-        }),
-        None => None,
-    })
-}
-
-fn existing_outcome(existing: &Reservation, args: &ReserveArgs) -> Attempt<ReserveOutcome> {
-    let same = existing.account_id == args.account_id
-        && existing.asset == args.asset
-        && existing.amount == args.amount;
-    match (same, existing.status.as_str()) {
-        (false, _) => Attempt::Done(ReserveOutcome::ReservationConflict),
-        (true, "HELD") => Attempt::Done(ReserveOutcome::AlreadyReserved),
-        (true, "RELEASED") => Attempt::Done(ReserveOutcome::AlreadyReleased),
-        (true, other) => Attempt::Corrupt(format!(
-            "reservation {} has status {other:?}",
-            args.reservation_id
-        )),
-    }
-}
-
-/// Holds funds idempotently. The reservation row is inserted first
-/// (`ON CONFLICT DO NOTHING`): of concurrent identical calls, in any
-/// process, exactly one inserts it and moves funds; the others wait for it
-/// and then report the stored reservation.
-pub(crate) async fn reserve(
-    pool: &Pool,
-    args: &ReserveArgs,
-) -> Result<Attempt<ReserveOutcome>, PgError> {
-    if args.amount <= 0
-        || args.reservation_id.is_empty()
-        || args.account_id.is_empty()
-        || args.asset.is_empty()
-    {
-        let client = pool.get().await?;
-        return Ok(
-            match find_reservation(&client, &args.reservation_id, false).await? {
-                Some(existing) => existing_outcome(&existing, args),
-                None => Attempt::Done(ReserveOutcome::Invalid),
+fn add_balances(book: &mut Book, rows: &[tokio_postgres::Row]) -> Result<(), PgError> {
+    for row in rows {
+        book.add_balance(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            Balance {
+                available: row.try_get(2)?,
+                reserved: row.try_get(3)?,
             },
         );
     }
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let inserted = tx
-        .execute(
-            "INSERT INTO reservations
-                (reservation_id, account_id, asset, amount, status, created_at, released_at)
-             SELECT $1, $2, $3, $4, 'HELD', $5, NULL
-             WHERE EXISTS (SELECT 1 FROM accounts WHERE account_id = $2)
-             ON CONFLICT (reservation_id) DO NOTHING",
+    Ok(())
+}
+
+/// Reads, decides and commits `ops`; one answer per operation, in order.
+pub(crate) async fn attempt(
+    pool: &Pool,
+    ops: &[LedgerOp],
+) -> Result<Vec<Result<LedgerOutcome, Corrupt>>, PgError> {
+    let keys = Keys::of(ops);
+    let (bal_accounts, bal_assets): (Vec<&str>, Vec<&str>) = keys
+        .balances
+        .iter()
+        .map(|(a, s)| (a.as_str(), s.as_str()))
+        .unzip();
+    let client = pool.get().await?;
+    let (s_res, s_acc, s_bal) = tokio::try_join!(
+        client.prepare_cached(RESERVATIONS),
+        client.prepare_cached(ACCOUNTS),
+        client.prepare_cached(BALANCES),
+    )?;
+    let res_params: [&(dyn ToSql + Sync); 1] = [&keys.reservations];
+    let acc_params: [&(dyn ToSql + Sync); 1] = [&keys.accounts];
+    let bal_params: [&(dyn ToSql + Sync); 2] = [&bal_accounts, &bal_assets];
+    let (res_rows, acc_rows, bal_rows) = tokio::try_join!(
+        client.query(&s_res, &res_params),
+        client.query(&s_acc, &acc_params),
+        client.query(&s_bal, &bal_params),
+    )?;
+    let mut book = Book::default();
+    for row in &res_rows {
+        book.add_reservation(
+            row.try_get(0)?,
+            Reservation {
+                account_id: row.try_get(1)?,
+                asset: row.try_get(2)?,
+                amount: row.try_get(3)?,
+                status: row.try_get(4)?,
+            },
+        );
+    }
+    for row in &acc_rows {
+        book.add_account(row.try_get(0)?);
+    }
+    add_balances(&mut book, &bal_rows)?;
+    let more = book.release_balances(ops);
+    if !more.is_empty() {
+        let (accounts, assets): (Vec<&str>, Vec<&str>) =
+            more.iter().map(|(a, s)| (a.as_str(), s.as_str())).unzip();
+        add_balances(
+            &mut book,
+            &client.query(&s_bal, &[&accounts, &assets]).await?,
+        )?;
+    }
+    let outcomes: Vec<Result<LedgerOutcome, Corrupt>> =
+        ops.iter().map(|op| book.apply(op)).collect();
+    let effects = book.into_effects();
+    if !effects.is_empty() {
+        write(&client, &effects).await?;
+    }
+    Ok(outcomes)
+}
+
+/// Writes `effects` with [`WRITE`]; fails with `serialization_failure`
+/// (changing nothing) when a row read no longer holds what was read.
+async fn write<C: GenericClient>(client: &C, effects: &Effects) -> Result<(), PgError> {
+    let now = now_unix_ms();
+    let ins = &effects.inserted;
+    let ids: Vec<&str> = ins.iter().map(|r| r.reservation_id.as_str()).collect();
+    let accounts: Vec<&str> = ins.iter().map(|r| r.account_id.as_str()).collect();
+    let assets: Vec<&str> = ins.iter().map(|r| r.asset.as_str()).collect();
+    let amounts: Vec<i64> = ins.iter().map(|r| r.amount).collect();
+    let statuses: Vec<&str> = ins.iter().map(|r| r.status).collect();
+    let requests: Vec<Option<&str>> = ins.iter().map(|r| r.request_id.as_deref()).collect();
+    let b = &effects.balances;
+    let b_accounts: Vec<&str> = b.keys().map(|(a, _)| a.as_str()).collect();
+    let b_assets: Vec<&str> = b.keys().map(|(_, s)| s.as_str()).collect();
+    let b_avail: Vec<i64> = b.values().map(|c| c.now.available).collect();
+    let b_res: Vec<i64> = b.values().map(|c| c.now.reserved).collect();
+    let b_was_avail: Vec<i64> = b.values().map(|c| c.read.available).collect();
+    let b_was_res: Vec<i64> = b.values().map(|c| c.read.reserved).collect();
+    let counts = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let (n_ins, n_rel, n_bal) = (
+        counts(ids.len()),
+        counts(effects.released.len()),
+        counts(b_accounts.len()),
+    );
+    let stmt = client.prepare_cached(WRITE).await?;
+    client
+        .query_one(
+            &stmt,
             &[
-                &args.reservation_id,
-                &args.account_id,
-                &args.asset,
-                &args.amount,
-                &now_unix_ms(),
+                &ids,
+                &accounts,
+                &assets,
+                &amounts,
+                &statuses,
+                &now,
+                &requests,
+                &effects.released,
+                &b_accounts,
+                &b_assets,
+                &b_avail,
+                &b_res,
+                &b_was_avail,
+                &b_was_res,
+                &n_ins,
+                &n_rel,
+                &n_bal,
             ],
         )
         .await?;
-    if inserted == 0 {
-        let existing = find_reservation(&tx, &args.reservation_id, false).await?;
-        tx.rollback().await?;
-        return Ok(match existing {
-            Some(existing) => existing_outcome(&existing, args),
-            None => Attempt::Done(ReserveOutcome::UnknownAccount),
-        });
-    }
-    let moved = tx
-        .execute(
-            "UPDATE balances SET available = available - $3, reserved = reserved + $3
-             WHERE account_id = $1 AND asset = $2 AND available >= $3",
-            &[&args.account_id, &args.asset, &args.amount],
-        )
-        .await?;
-    if moved == 0 {
-        tx.rollback().await?;
-        return Ok(Attempt::Done(ReserveOutcome::Insufficient));
-    }
-    tx.commit().await?;
-    Ok(Attempt::Done(ReserveOutcome::Reserved))
-}
-
-/// Returns held funds idempotently (the reservation row is locked).
-pub(crate) async fn release(
-    pool: &Pool,
-    reservation_id: &str,
-    account_id: &str,
-) -> Result<Attempt<ReleaseOutcome>, PgError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let Some(existing) = find_reservation(&tx, reservation_id, true).await? else {
-        return Ok(Attempt::Done(ReleaseOutcome::NoReservation));
-    };
-    if existing.account_id != account_id {
-        return Ok(Attempt::Done(ReleaseOutcome::NoReservation));
-    }
-    match existing.status.as_str() {
-        "RELEASED" => return Ok(Attempt::Done(ReleaseOutcome::WasReleased)),
-        "HELD" => {}
-        other => {
-            return Ok(Attempt::Corrupt(format!(
-                "reservation {reservation_id} has status {other:?}"
-            )))
-        }
-    }
-    let moved = tx
-        .execute(
-            "UPDATE balances SET available = available + $3, reserved = reserved - $3
-             WHERE account_id = $1 AND asset = $2",
-            &[&existing.account_id, &existing.asset, &existing.amount],
-        )
-        .await?;
-    if moved != 1 {
-        return Ok(Attempt::Corrupt(format!(
-            "reservation {reservation_id} has no balance row"
-        )));
-    }
-    tx.execute(
-        "UPDATE reservations SET status = 'RELEASED', released_at = $2 WHERE reservation_id = $1",
-        &[&reservation_id, &now_unix_ms()],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Attempt::Done(ReleaseOutcome::Released))
+    Ok(())
 }
 
 /// Creates the demo accounts; existing rows are left untouched.
@@ -204,22 +229,25 @@ pub(crate) async fn account_balances(
     account_id: &str,
 ) -> Result<Option<Vec<AssetBalance>>, PgError> {
     let client = pool.get().await?;
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM accounts WHERE account_id = $1",
-            &[&account_id],
-        )
-        .await?
-        .is_some();
-    if !exists {
+    let (exists, rows) = tokio::try_join!(
+        async {
+            let stmt = client
+                .prepare_cached("SELECT 1 FROM accounts WHERE account_id = $1")
+                .await?;
+            client.query_opt(&stmt, &[&account_id]).await
+        },
+        async {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT asset, available, reserved FROM balances WHERE account_id = $1 ORDER BY asset",
+                )
+                .await?;
+            client.query(&stmt, &[&account_id]).await
+        },
+    )?;
+    if exists.is_none() {
         return Ok(None);
     }
-    let rows = client
-        .query(
-            "SELECT asset, available, reserved FROM balances WHERE account_id = $1 ORDER BY asset",
-            &[&account_id],
-        )
-        .await?;
     rows.iter()
         .map(|r| {
             Ok(AssetBalance {

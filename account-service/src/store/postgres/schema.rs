@@ -4,9 +4,10 @@
 pub(crate) const COMPONENT: &str = "account-store";
 
 /// Ordered migrations; each version is applied at most once per database.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE accounts (
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE accounts (
         account_id TEXT PRIMARY KEY
      );
      CREATE TABLE balances (
@@ -25,4 +26,26 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
         created_at     BIGINT NOT NULL,
         released_at    BIGINT
      );",
-)];
+    ),
+    (
+        2,
+        "ALTER TABLE reservations DROP CONSTRAINT reservations_status_check;
+         ALTER TABLE reservations ADD CONSTRAINT reservations_status_check
+            CHECK (status IN ('HELD', 'RELEASED', 'REFUSED'));
+         ALTER TABLE reservations ADD COLUMN request_id TEXT;",
+    ),
+    // The check that ends every batch's write statement: a batch whose
+    // reads another writer changed must change nothing (see ledger.rs).
+    (
+        3,
+        "CREATE FUNCTION ledger_batch_check(ok boolean) RETURNS boolean
+         LANGUAGE plpgsql AS $$
+         BEGIN
+            IF NOT ok THEN
+                RAISE EXCEPTION 'ledger batch raced with another writer; decided again'
+                    USING ERRCODE = 'serialization_failure';
+            END IF;
+            RETURN true;
+         END $$;",
+    ),
+];

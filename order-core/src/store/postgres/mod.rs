@@ -2,12 +2,14 @@
 //!
 //! A pool of `pool_size` connections (multi-host connection strings with
 //! `target_session_attrs=read-write` find a promoted standby after a
-//! failover). Inserts are group-committed by [`batcher`]; an order, its
-//! idempotency record and its outbox row commit in one transaction. Every
-//! operation is retried on transient errors (connection lost, server
-//! restarting, read-only after a failover) within the retry budget.
+//! failover). A batch of inserts from a place lane is one statement
+//! ([`insert`]): each order (which carries its idempotency data) and its
+//! outbox row commit together. Every statement is prepared once per
+//! connection. Every operation is retried on transient errors (connection
+//! lost, server restarting, read-only after a failover) within the retry
+//! budget.
 
-mod batcher;
+mod insert;
 mod outbox;
 mod queries;
 mod rows;
@@ -17,32 +19,30 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use hts_dbkit::pg::{retry_transient, RetryPolicy};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use batcher::{InsertBatcher, PreparedInsert};
+use insert::PreparedInsert;
 use rows::order_from_row;
 
 use super::{
     now_unix_ms, CancelOutcome, InsertOutcome, NewOrder, OrderStore, PendingRelease, StoreError,
     StoreOptions, StoredOrder,
 };
-use crate::outbox::{
-    AfterCommit, DlqPolicy, EventSink, OutboxEvent, OutboxStats, OutboxStore, RecoveryReport,
-};
+use crate::outbox::{AfterCommit, DlqPolicy, EventSink, OutboxStats, OutboxStore, RecoveryReport};
 
 /// Order store backed by PostgreSQL.
 #[derive(Clone)]
 pub struct PgOrderStore {
     pool: Pool,
-    batcher: InsertBatcher,
     retry: RetryPolicy,
     topic: String,
     after_commit: AfterCommit,
 }
 
 impl PgOrderStore {
-    /// Connects to `url`, applies pending migrations and starts the insert
-    /// batcher. Must run inside a Tokio runtime.
+    /// Connects to `url` and applies pending migrations. Must run inside a
+    /// Tokio runtime.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let pool = hts_dbkit::pg::connect_pool(url, options.pool_size)?;
         let retry = RetryPolicy::default();
@@ -52,7 +52,6 @@ impl PgOrderStore {
         })
         .await?;
         Ok(Self {
-            batcher: InsertBatcher::spawn(pool.clone(), retry, options.after_commit.clone()),
             pool,
             retry,
             topic: options.events_topic,
@@ -84,24 +83,19 @@ impl OrderStore for PgOrderStore {
         decode(row)
     }
 
-    async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError> {
-        let order_id = Uuid::now_v7().to_string();
-        let now_ms = now_unix_ms();
-        let as_stored = order.clone().into_stored(order_id.clone(), now_ms);
-        let event = OutboxEvent::for_order(
-            &self.topic,
-            OutboxEvent::placed_type(order.status),
-            &as_stored,
-            now_ms,
-        );
-        self.batcher
-            .insert(PreparedInsert {
-                order,
-                order_id,
-                now_ms,
-                event,
-            })
-            .await
+    async fn insert_orders(
+        &self,
+        orders: Vec<NewOrder>,
+        deadlines: Vec<Option<Instant>>,
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
+        let batch = orders
+            .into_iter()
+            .zip(deadlines.into_iter().chain(std::iter::repeat(None)))
+            .map(|(order, deadline)| PreparedInsert::new(order, &self.topic, deadline))
+            .collect();
+        let (answers, events) = insert::insert_batch(&self.pool, self.retry, batch).await;
+        self.after_commit.committed(events);
+        answers
     }
 
     async fn get_order(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError> {

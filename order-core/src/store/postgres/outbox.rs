@@ -12,32 +12,39 @@ use crate::outbox::{
 };
 use crate::store::StoreError;
 
-pub(crate) async fn mark_sent<C: GenericClient>(client: &C, ids: &[Uuid]) -> Result<(), PgError> {
+/// Moves the READY rows among `ids` to `status`.
+///
+/// The rows must be found by primary key. Any condition the planner can
+/// read as `status = 'READY'` lets it scan the READY partial index instead
+/// (whole, for every call: entries of rows already SENT stay in that index
+/// until VACUUM) — measured as the largest PostgreSQL cost of an order at
+/// 100 orders/s, 5,800 buffers per call. `NOT IN ('SENT', 'DLQ')` is READY
+/// by the table's CHECK constraint, but does not match the index predicate.
+async fn set_status<C: GenericClient>(
+    client: &C,
+    ids: &[Uuid],
+    status: &str,
+) -> Result<(), PgError> {
     if ids.is_empty() {
         return Ok(());
     }
-    client
-        .execute(
-            "UPDATE outbox SET status = 'SENT', last_attempt_at = clock_timestamp()
-             WHERE event_id = ANY($1) AND status = 'READY'",
-            &[&ids],
+    let stmt = client
+        .prepare_cached(
+            "UPDATE outbox o SET status = $2, last_attempt_at = clock_timestamp()
+             FROM UNNEST($1::uuid[]) AS s(event_id)
+             WHERE o.event_id = s.event_id AND o.status NOT IN ('SENT', 'DLQ')",
         )
         .await?;
+    client.execute(&stmt, &[&ids, &status]).await?;
     Ok(())
 }
 
+pub(crate) async fn mark_sent<C: GenericClient>(client: &C, ids: &[Uuid]) -> Result<(), PgError> {
+    set_status(client, ids, "SENT").await
+}
+
 pub(crate) async fn mark_dlq<C: GenericClient>(client: &C, ids: &[Uuid]) -> Result<(), PgError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    client
-        .execute(
-            "UPDATE outbox SET status = 'DLQ', last_attempt_at = clock_timestamp()
-             WHERE event_id = ANY($1) AND status = 'READY'",
-            &[&ids],
-        )
-        .await?;
-    Ok(())
+    set_status(client, ids, "DLQ").await
 }
 
 pub(crate) async fn record_failures<C: GenericClient>(
@@ -49,15 +56,15 @@ pub(crate) async fn record_failures<C: GenericClient>(
     }
     let ids: Vec<Uuid> = failures.iter().map(|f| f.0).collect();
     let errors: Vec<&str> = failures.iter().map(|f| f.1.as_str()).collect();
-    client
-        .execute(
+    let stmt = client
+        .prepare_cached(
             "UPDATE outbox o SET retry_count = o.retry_count + 1,
                  last_attempt_at = clock_timestamp(), last_error = f.error
              FROM UNNEST($1::uuid[], $2::text[]) AS f(event_id, error)
-             WHERE o.event_id = f.event_id AND o.status = 'READY'",
-            &[&ids, &errors],
+             WHERE o.event_id = f.event_id AND o.status NOT IN ('SENT', 'DLQ')",
         )
         .await?;
+    client.execute(&stmt, &[&ids, &errors]).await?;
     Ok(())
 }
 
@@ -73,14 +80,21 @@ pub(crate) async fn recover(
 ) -> Result<RecoveryReport, StoreError> {
     let mut client = pool.get().await.map_err(PgError::from)?;
     let tx = client.transaction().await.map_err(PgError::from)?;
+    let claim = tx
+        .prepare_cached(&format!(
+            "SELECT {CLAIM_COLUMNS} FROM outbox
+             WHERE status = 'READY' AND created_at <= clock_timestamp() - make_interval(secs => $1)
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ))
+        .await
+        .map_err(PgError::from)?;
     let rows = tx
         .query(
-            &format!(
-                "SELECT {CLAIM_COLUMNS} FROM outbox
-                 WHERE status = 'READY' AND created_at <= clock_timestamp() - make_interval(secs => $1)
-                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-            ),
-            &[&grace.as_secs_f64(), &i64::try_from(limit).unwrap_or(i64::MAX)],
+            &claim,
+            &[
+                &grace.as_secs_f64(),
+                &i64::try_from(limit).unwrap_or(i64::MAX),
+            ],
         )
         .await
         .map_err(PgError::from)?;
@@ -102,17 +116,17 @@ pub(crate) async fn recover(
 
 pub(crate) async fn stats(pool: &Pool) -> Result<OutboxStats, PgError> {
     let client = pool.get().await?;
-    let row = client
-        .query_one(
+    let stmt = client
+        .prepare_cached(
             "SELECT count(*) FILTER (WHERE status = 'READY'),
                     EXTRACT(EPOCH FROM clock_timestamp()
                         - min(created_at) FILTER (WHERE status = 'READY'))::float8,
                     count(*) FILTER (WHERE status = 'SENT'),
                     count(*) FILTER (WHERE status = 'DLQ')
              FROM outbox",
-            &[],
         )
         .await?;
+    let row = client.query_one(&stmt, &[]).await?;
     let oldest: Option<f64> = row.try_get(1)?;
     Ok(OutboxStats {
         ready_backlog: row.try_get(0)?,

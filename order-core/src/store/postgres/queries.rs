@@ -1,5 +1,6 @@
 //! Reads, cancels and pending releases on PostgreSQL (one attempt each;
-//! the store wraps them in transient-error retries).
+//! the store wraps them in transient-error retries). Every statement is
+//! prepared once per connection (`prepare_cached`).
 
 use deadpool_postgres::{GenericClient, Pool};
 use hts_dbkit::pg::PgError;
@@ -57,10 +58,15 @@ pub(crate) async fn cancel_order(
 ) -> Result<(CancelRows, Option<OutboxEvent>), PgError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let changed = tx
-        .execute(
+    let update = tx
+        .prepare_cached(
             "UPDATE orders SET status = $2, updated_at_unix_ms = $3
              WHERE order_id = $1 AND status = $4",
+        )
+        .await?;
+    let changed = tx
+        .execute(
+            &update,
             &[
                 &order_id,
                 &OrderStatus::Canceled.as_str_name(),
@@ -83,10 +89,15 @@ pub(crate) async fn cancel_order(
 }
 
 async fn insert_event_on<C: GenericClient>(client: &C, event: &OutboxEvent) -> Result<(), PgError> {
-    client
-        .execute(
+    let stmt = client
+        .prepare_cached(
             "INSERT INTO outbox (event_id, topic, key, event_type, payload)
              VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+        )
+        .await?;
+    client
+        .execute(
+            &stmt,
             &[
                 &event.event_id,
                 &event.topic,
@@ -103,10 +114,15 @@ async fn schedule_release_on<C: GenericClient>(
     client: &C,
     release: &PendingRelease,
 ) -> Result<(), PgError> {
-    client
-        .execute(
+    let stmt = client
+        .prepare_cached(
             "INSERT INTO pending_releases (reservation_id, account_id, order_id, created_at_unix_ms)
              VALUES ($1, $2, $3, $4) ON CONFLICT (reservation_id) DO NOTHING",
+        )
+        .await?;
+    client
+        .execute(
+            &stmt,
             &[
                 &release.reservation_id,
                 &release.account_id,
@@ -129,13 +145,13 @@ pub(crate) async fn pending_releases(
 ) -> Result<Vec<PendingRelease>, PgError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let client = pool.get().await?;
-    let rows = client
-        .query(
+    let stmt = client
+        .prepare_cached(
             "SELECT reservation_id, account_id, order_id FROM pending_releases
              ORDER BY created_at_unix_ms, reservation_id LIMIT $1",
-            &[&limit],
         )
         .await?;
+    let rows = client.query(&stmt, &[&limit]).await?;
     rows.iter()
         .map(|r| {
             Ok(PendingRelease {
@@ -149,12 +165,10 @@ pub(crate) async fn pending_releases(
 
 pub(crate) async fn complete_release(pool: &Pool, reservation_id: &str) -> Result<(), PgError> {
     let client = pool.get().await?;
-    client
-        .execute(
-            "DELETE FROM pending_releases WHERE reservation_id = $1",
-            &[&reservation_id],
-        )
+    let stmt = client
+        .prepare_cached("DELETE FROM pending_releases WHERE reservation_id = $1")
         .await?;
+    client.execute(&stmt, &[&reservation_id]).await?;
     Ok(())
 }
 

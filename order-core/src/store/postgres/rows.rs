@@ -6,13 +6,11 @@ use tokio_postgres::Row;
 use crate::outbox::{ClaimedRow, OutboxEvent};
 use crate::store::{StoreError, StoredOrder};
 
-/// Selects [`StoredOrder`] columns: an order joined with its idempotency
-/// record (fingerprint and stored response).
+/// Selects [`StoredOrder`] columns of `orders o` (the order row carries its
+/// idempotency data: fingerprint and stored answer).
 pub(crate) const ORDER_SELECT: &str = "SELECT o.order_id, o.request_id, o.account_id, o.symbol, \
-    o.side, o.order_type, o.price, o.quantity, o.status, k.response_code, k.response_message, \
-    k.fingerprint, o.reservation_id, o.created_at_unix_ms, o.updated_at_unix_ms \
-    FROM orders o JOIN idempotency_keys k \
-    ON k.account_id = o.account_id AND k.request_id = o.request_id";
+    o.side, o.order_type, o.price, o.quantity, o.status, o.code, o.message, o.fingerprint, \
+    o.reservation_id, o.created_at_unix_ms, o.updated_at_unix_ms FROM orders o";
 
 fn parse<T>(row: &Row, idx: usize, f: fn(&str) -> Option<T>) -> Result<T, StoreError> {
     let text: String = row.try_get(idx).map_err(hts_dbkit::pg::PgError::from)?;

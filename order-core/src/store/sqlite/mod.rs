@@ -64,15 +64,29 @@ impl OrderStore for SqliteOrderStore {
             .await
     }
 
-    async fn insert_order(&self, order: NewOrder) -> Result<InsertOutcome, StoreError> {
-        let order_id = uuid::Uuid::now_v7().to_string();
+    async fn insert_orders(
+        &self,
+        orders: Vec<NewOrder>,
+        _deadlines: Vec<Option<tokio::time::Instant>>,
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
+        let n = orders.len();
         let topic = self.topic.clone();
-        let (outcome, events) = self
+        let result = self
             .db
-            .write(move |conn| queries::insert_order(conn, &order, &order_id, &topic))
-            .await?;
-        self.after_commit.committed(events);
-        Ok(outcome)
+            .write(move |conn| queries::insert_orders(conn, orders, &topic))
+            .await;
+        match result {
+            Ok((outcomes, events)) => {
+                self.after_commit.committed(events);
+                outcomes.into_iter().map(Ok).collect()
+            }
+            Err(e) => {
+                let message = e.to_string();
+                (0..n)
+                    .map(|_| Err(StoreError::Commit(message.clone())))
+                    .collect()
+            }
+        }
     }
 
     async fn get_order(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError> {

@@ -36,26 +36,29 @@ pub(crate) fn get_order(
         .optional()?)
 }
 
-/// Inserts unless `(account_id, request_id)` exists; the UNIQUE constraint
-/// decides the winner even across processes. An inserted order gets its
-/// outbox event (bound for `topic`) in the same transaction; it is returned
-/// for the fast path.
-pub(crate) fn insert_order(
+/// Inserts each order unless its `(account_id, request_id)` exists; the
+/// UNIQUE constraint decides the winner even across processes. An inserted
+/// order gets its outbox event (bound for `topic`) in the same transaction;
+/// the events are returned for the fast path. No read-back: an inserted
+/// order is what was sent; only a conflicting key reads the stored order.
+pub(crate) fn insert_orders(
     conn: &Connection,
-    order: &NewOrder,
-    order_id: &str,
+    orders: Vec<NewOrder>,
     topic: &str,
-) -> Result<(InsertOutcome, Vec<OutboxEvent>), StoreError> {
+) -> Result<(Vec<InsertOutcome>, Vec<OutboxEvent>), StoreError> {
     let now = now_unix_ms();
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO orders (order_id, request_id, account_id, symbol, side, order_type,
-                price, quantity, status, code, message, fingerprint, reservation_id,
-                created_at_unix_ms, updated_at_unix_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
-             ON CONFLICT (account_id, request_id) DO NOTHING",
-        )?
-        .execute(params![
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO orders (order_id, request_id, account_id, symbol, side, order_type,
+            price, quantity, status, code, message, fingerprint, reservation_id,
+            created_at_unix_ms, updated_at_unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
+         ON CONFLICT (account_id, request_id) DO NOTHING",
+    )?;
+    let mut outcomes = Vec::with_capacity(orders.len());
+    let mut events = Vec::new();
+    for order in orders {
+        let order_id = uuid::Uuid::now_v7().to_string();
+        let inserted = insert.execute(params![
             order_id,
             order.request_id,
             order.account_id,
@@ -71,20 +74,29 @@ pub(crate) fn insert_order(
             order.reservation_id,
             now,
         ])?;
-    let stored = find_by_request(conn, &order.account_id, &order.request_id)?.ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "order for request {} vanished inside its transaction",
-            order.request_id
-        ))
-    })?;
-    Ok(if inserted == 1 {
-        let event =
-            OutboxEvent::for_order(topic, OutboxEvent::placed_type(stored.status), &stored, now);
-        insert_event(conn, &event)?;
-        (InsertOutcome::Inserted(stored), vec![event])
-    } else {
-        (InsertOutcome::Existing(stored), Vec::new())
-    })
+        if inserted == 1 {
+            let stored = order.into_stored(order_id, now);
+            let event = OutboxEvent::for_order(
+                topic,
+                OutboxEvent::placed_type(stored.status),
+                &stored,
+                now,
+            );
+            insert_event(conn, &event)?;
+            events.push(event);
+            outcomes.push(InsertOutcome::Inserted(stored));
+        } else {
+            let existing = find_by_request(conn, &order.account_id, &order.request_id)?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "order for request {} vanished inside its transaction",
+                        order.request_id
+                    ))
+                })?;
+            outcomes.push(InsertOutcome::Existing(existing));
+        }
+    }
+    Ok((outcomes, events))
 }
 
 /// ACCEPTED → CANCELED with a pending release and an `order.canceled`
