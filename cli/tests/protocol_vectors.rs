@@ -52,6 +52,27 @@ const VECTORS: &[(&str, u16, u8, u64, &str)] = &[
         3,
         "485401010002000000000000000000030000000f26f75e0708081204627573791a03722d313828",
     ),
+    (
+        "pushed order update (UNSOLICITED)",
+        16,
+        3,
+        0,
+        "48540103001000000000000000000000000000210b0432a5080710021a036f2d3128043004380640f0a2044804520a3030353933302d312d42",
+    ),
+    (
+        "list orders request",
+        8,
+        0,
+        4,
+        "4854010000080000000000000000000400000004686bb12008011832",
+    ),
+    (
+        "login with resume and cancel-on-disconnect",
+        1,
+        0,
+        5,
+        "4854010000010000000000000000000500000012b939e5230a084143432d30303031120174200528d00f",
+    ),
 ];
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -114,4 +135,24 @@ fn documented_bodies_are_the_documented_messages() {
     assert_eq!(refused.message, "busy");
     assert_eq!(refused.request_id, "r-1");
     assert_eq!(refused.retry_after_ms, 40);
+    let update = hts_proto::v1::OrderUpdate::decode(&unhex(VECTORS[8].4)[24..]).unwrap();
+    assert_eq!(update.seq, 7);
+    assert_eq!(update.kind, hts_proto::v1::UpdateKind::Fill as i32);
+    assert_eq!(update.order_id, "o-1");
+    assert_eq!(
+        update.status,
+        hts_proto::v1::OrderStatus::PartiallyFilled as i32
+    );
+    assert_eq!((update.filled_quantity, update.leaves_quantity), (4, 6));
+    assert_eq!(
+        (update.last_fill_price, update.last_fill_quantity),
+        (70_000, 4)
+    );
+    assert_eq!(update.execution_id, "005930-1-B");
+    let list = hts_proto::v1::ListOrdersRequest::decode(&unhex(VECTORS[9].4)[24..]).unwrap();
+    assert!(list.open_only);
+    assert_eq!(list.limit, 50);
+    let resume = LoginRequest::decode(&unhex(VECTORS[10].4)[24..]).unwrap();
+    assert_eq!(resume.resume_from_seq, 5);
+    assert_eq!(resume.cancel_on_disconnect_ms, 2_000);
 }

@@ -32,6 +32,10 @@ pub enum RequestError {
     /// `msg_type` is not one a client may send.
     #[error("unknown msg_type {0}")]
     UnknownType(u16),
+    /// `msg_type` is assigned by the wire contract but not served by this
+    /// gateway version yet.
+    #[error("message type {0} not served by this gateway")]
+    NotServed(u16),
     /// The body is not the protobuf message `msg_type` calls for.
     #[error("body is not a {expected}: {source}")]
     BadBody {
@@ -79,7 +83,7 @@ pub fn decode_request(msg_type: u16, body: Bytes) -> Result<ClientRequest, Reque
             | MsgType::MassCancel
             | MsgType::ListOrders
             | MsgType::GetPositions,
-        ) => return Err(RequestError::UnknownType(msg_type)),
+        ) => return Err(RequestError::NotServed(msg_type)),
     })
 }
 
@@ -215,7 +219,12 @@ mod tests {
 
     #[test]
     fn unknown_types_and_bad_bodies_are_invalid_requests() {
-        for t in [0u16, 6, 254, 255, u16::MAX] {
+        for t in [6u16, 7, 8, 9] {
+            let e = decode_request(t, Bytes::new()).unwrap_err();
+            assert_eq!(e, RequestError::NotServed(t));
+            assert_eq!(e.code(), Code::InvalidRequest);
+        }
+        for t in [0u16, 16, 254, 255, u16::MAX] {
             let e = decode_request(t, Bytes::new()).unwrap_err();
             assert_eq!(e, RequestError::UnknownType(t));
             assert_eq!(e.code(), Code::InvalidRequest);

@@ -29,8 +29,13 @@
 //!
 //! We take **Gradient2** and add the one thing it lacks, a deadline-derived
 //! ceiling: an answer slower than `target` (a share of the request
-//! deadline) pulls the gradient down to `target / rtt` whatever the long
-//! average says, and a call that timed out or was answered "overloaded"
+//! deadline) *and* slower than `tolerance` × the backend's recent minimum
+//! latency (a windowed minimum, as BBR keeps one) pulls the gradient down to
+//! `target / rtt` whatever the long average says. The second condition
+//! keeps a backend whose latency is high at any load (a slow link, a
+//! synchronous replica far away) from being throttled to nothing: there a
+//! smaller limit only cuts throughput (Little's law) without making answers
+//! faster. And a call that timed out or was answered "overloaded"
 //! backs the limit off by [`DROP_BACKOFF`] (as Netflix's AIMD limit does
 //! on a drop). The limit only grows while it is actually used (in flight ≥
 //! half of it: not application-limited) and decays while it is not (as
@@ -82,11 +87,33 @@ pub struct LimitParams {
     pub long_window: u32,
 }
 
+/// Samples per window of the windowed minimum latency, in units of
+/// `long_window`: the minimum forgets a value after one to two windows.
+const MIN_WINDOW_FACTOR: u32 = 4;
+
 #[derive(Debug)]
 struct State {
     estimate: f64,
     long_rtt_micros: f64,
     samples: u32,
+    /// Windowed minimum latency: the minimum of this window and the last.
+    min_current: f64,
+    min_previous: f64,
+    min_samples: u32,
+}
+
+impl State {
+    /// Adds `rtt` to the windowed minimum and returns the minimum.
+    fn min_rtt(&mut self, rtt: f64, window: u32) -> f64 {
+        self.min_current = self.min_current.min(rtt);
+        self.min_samples = self.min_samples.saturating_add(1);
+        if self.min_samples >= window {
+            self.min_previous = self.min_current;
+            self.min_current = f64::INFINITY;
+            self.min_samples = 0;
+        }
+        self.min_current.min(self.min_previous)
+    }
 }
 
 /// One backend's adaptive concurrency limit; see the module documentation.
@@ -110,6 +137,9 @@ impl AdaptiveLimit {
                 estimate: start as f64,
                 long_rtt_micros: 0.0,
                 samples: 0,
+                min_current: f64::INFINITY,
+                min_previous: f64::INFINITY,
+                min_samples: 0,
             }),
             limit: AtomicUsize::new(start),
         }
@@ -145,8 +175,12 @@ impl AdaptiveLimit {
         if s.long_rtt_micros / rtt > 2.0 {
             s.long_rtt_micros *= 0.9;
         }
+        let window = params.long_window.max(1).saturating_mul(MIN_WINDOW_FACTOR);
+        let min_rtt = s.min_rtt(rtt, window);
         let target = (params.target.as_secs_f64() * 1e6).max(1.0);
-        let late = rtt > target;
+        // Late: past the deadline's share, and queueing (slower than the
+        // backend is at its fastest), not merely a backend slow at any load.
+        let late = rtt > target && rtt > params.tolerance * min_rtt;
         // Application-limited (far below the limit): nothing to learn about
         // growth, and an unused limit decays; a late answer still shrinks it.
         if !late && (in_flight as f64) < s.estimate / 2.0 {
@@ -246,9 +280,13 @@ mod tests {
         }
         let queued = l.get(&p);
         assert!(queued < before, "{queued} !< {before}");
-        // A backend whose every answer is past the target shrinks to the
-        // minimum although its long average follows the slow answers.
+        // A backend that was fast and now answers every call past the
+        // target shrinks to the minimum although its long average follows
+        // the slow answers.
         let slow = AdaptiveLimit::new(&LimitParams { initial: 100, ..p });
+        for _ in 0..100 {
+            slow.on_answer(&p, ms(2), 100);
+        }
         for _ in 0..2_000 {
             let used = slow.get(&p);
             slow.on_answer(&p, ms(40), used);
@@ -257,13 +295,43 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_slow_at_any_load_is_not_throttled() {
+        // 40 ms from the first answer on (past the 20 ms target): its
+        // latency does not come from queueing, so the limit keeps growing
+        // while it is used.
+        let p = params();
+        let l = AdaptiveLimit::new(&p);
+        for _ in 0..500 {
+            let used = l.get(&p);
+            l.on_answer(&p, ms(40), used);
+        }
+        assert_eq!(l.get(&p), p.max);
+        // Queueing on top of it (3x) still shrinks it.
+        for _ in 0..200 {
+            let used = l.get(&p);
+            l.on_answer(&p, ms(120), used);
+        }
+        assert!(l.get(&p) < p.max / 4, "{}", l.get(&p));
+    }
+
+    #[test]
     fn drops_back_off_and_recovery_follows_fast_answers() {
         let p = params();
         let l = AdaptiveLimit::new(&LimitParams { initial: 100, ..p });
+        // Normal answers first (its fast latency is known), then drops.
+        for _ in 0..20 {
+            l.on_answer(&p, ms(2), 100);
+        }
+        let normal = l.get(&p);
         for _ in 0..10 {
             l.on_drop(&p);
         }
-        assert_eq!(l.get(&p), 34, "100 × 0.9^10, rounded down");
+        let expected = (normal as f64 * DROP_BACKOFF.powi(10)) as usize;
+        assert!(
+            l.get(&p).abs_diff(expected) <= 1,
+            "{normal} x 0.9^10: {}",
+            l.get(&p)
+        );
         // A stall ended: long average inflated by slow answers...
         for _ in 0..50 {
             let used = l.get(&p);

@@ -362,6 +362,10 @@ impl Router {
                 inc(&self.counters.queued);
                 return Ok(FirstLease::Leased(lease));
             }
+        } else if self.set.has_room(class, clock::now()) {
+            // Room while others wait (a limit grew, a woken waiter left):
+            // hand it to the head of the queue, fairly, not to us.
+            waiting.release();
         }
         Ok(FirstLease::Waiting {
             ticket,
@@ -404,6 +408,12 @@ impl Router {
             {
                 Ok(lease) => {
                     inc(&self.counters.queued);
+                    // Wakes are one-for-one with ended calls; room beyond
+                    // that (a limit that grew) would stay unused while
+                    // requests wait: pass it on, one waiter at a time.
+                    if self.set.has_room(class, clock::now()) {
+                        self.set.waiting().release();
+                    }
                     return Ok(lease);
                 }
                 // Another request took the room first: wait again, in front.

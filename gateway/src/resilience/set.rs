@@ -317,6 +317,19 @@ impl BackendSet {
         self.table.load().iter().find(|b| b.id() == id).cloned()
     }
 
+    /// Whether some backend could take a call of `class` now (the check
+    /// [`BackendSet::choose`] makes, without leasing): the wait queue uses
+    /// it to wake more waiters when room appeared without a call ending (a
+    /// limit that grew, a waiter that was served elsewhere).
+    pub fn has_room(&self, class: Class, now: Instant) -> bool {
+        let params = self.params();
+        let table = self.table.load();
+        let panic = !table.iter().any(|b| b.health().is_healthy(now));
+        table
+            .iter()
+            .any(|b| b.is_candidate(&params, class, now, !panic))
+    }
+
     /// Leases a backend for one call of `class`: power of two choices over
     /// backends that are healthy, not draining, below their in-flight limit
     /// (plus the reserve for the priority class), admitted by their breaker
