@@ -43,7 +43,7 @@ const BURST: usize = 1000;
 /// The stated bound after the services are back.
 const BOUND: Duration = Duration::from_secs(10);
 /// Rounds of kill and recovery.
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 6;
 
 fn account_of(i: usize) -> String {
     format!("ACC-{:04}", 401 + i % ACCOUNTS)
