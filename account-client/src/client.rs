@@ -8,7 +8,8 @@ use hts_breaker::{Admission, BreakerCounts, BreakerOutcome, BreakerState, Circui
 
 use hts_proto::v1::account_service_client::AccountServiceClient;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, ReleaseOutcome, ReleaseRequest, ReserveBatchRequest,
+    GetAccountRequest, GetAccountResponse, ListHeldReservationsRequest,
+    ListHeldReservationsResponse, ReleaseOutcome, ReleaseRequest, ReserveBatchRequest,
     ReserveOutcome, ReserveRequest,
 };
 use tonic::transport::{Channel, Endpoint};
@@ -140,6 +141,25 @@ impl AccountClient {
             .bounded(async move { client.release(request).await })
             .await?;
         Ok(response.outcome())
+    }
+
+    /// One page (at most `limit` items, 0: the service's cap) of the HELD
+    /// reservations backing orders that are at least `older_than_ms` old
+    /// by the account service's clock, with ids after `after`.
+    pub async fn list_held_reservations(
+        &self,
+        older_than_ms: i64,
+        after: &str,
+        limit: u32,
+    ) -> Result<ListHeldReservationsResponse, AccountError> {
+        let request = ListHeldReservationsRequest {
+            older_than_ms,
+            after_reservation_id: after.to_owned(),
+            limit,
+        };
+        let mut client = self.inner.clone();
+        self.bounded(async move { client.list_held_reservations(request).await })
+            .await
     }
 
     /// Reads the balances of `account_id`.

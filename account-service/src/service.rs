@@ -5,7 +5,8 @@
 
 use hts_proto::v1::account_service_server::AccountService;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, ReleaseRequest, ReleaseResponse, ReserveBatchRequest,
+    GetAccountRequest, GetAccountResponse, ListHeldReservationsRequest,
+    ListHeldReservationsResponse, ReleaseRequest, ReleaseResponse, ReserveBatchRequest,
     ReserveBatchResponse, ReserveOutcome, ReserveRequest, ReserveResponse,
 };
 use tonic::{Request, Response, Status};
@@ -24,6 +25,9 @@ impl AccountGrpc {
         Self { store }
     }
 }
+
+/// Most items of one [`AccountService::list_held_reservations`] page.
+pub const MAX_HELD_PAGE: usize = 1000;
 
 fn store_failure(e: StoreError) -> Status {
     tracing::error!(error = %e, "account store failure");
@@ -115,6 +119,36 @@ impl AccountService for AccountGrpc {
         Ok(Response::new(ReleaseResponse {
             outcome: outcome as i32,
             message: outcome.as_str_name().to_owned(),
+        }))
+    }
+
+    /// One page of HELD order reservations older than the given age, at
+    /// most [`MAX_HELD_PAGE`] items.
+    async fn list_held_reservations(
+        &self,
+        request: Request<ListHeldReservationsRequest>,
+    ) -> Result<Response<ListHeldReservationsResponse>, Status> {
+        let req = request.into_inner();
+        let limit = match usize::try_from(req.limit) {
+            Ok(0) | Err(_) => MAX_HELD_PAGE,
+            Ok(n) => n.min(MAX_HELD_PAGE),
+        };
+        let items = self
+            .store
+            .held_reservations(req.older_than_ms, &req.after_reservation_id, limit)
+            .await
+            .map_err(store_failure)?;
+        let next_after = if items.len() == limit {
+            items
+                .last()
+                .map(|r| r.reservation_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListHeldReservationsResponse {
+            items,
+            next_after,
         }))
     }
 

@@ -18,6 +18,9 @@ pub struct OrderServiceConfig {
     pub account_client: hts_account_client::AccountClientConfig,
     /// How often pending releases (of canceled orders) are retried.
     pub release_retry_interval: Duration,
+    /// How often the orphan sweep looks for HELD reservations no order owns
+    /// ([`crate::service::orphans`]); it also runs once at start.
+    pub orphan_sweep_interval: Duration,
     /// PostgreSQL connections per process.
     pub db_pool_size: usize,
     /// Place lanes: orders of one account always share a lane, each lane
@@ -40,6 +43,33 @@ impl OrderServiceConfig {
     /// Default interval between retries of pending releases.
     pub const DEFAULT_RELEASE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
+    /// Default interval of the orphan sweep.
+    pub const DEFAULT_ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// Slack added to a place's in-flight bound in [`Self::orphan_grace`].
+    pub const ORPHAN_GRACE_MARGIN: Duration = Duration::from_secs(1);
+
+    /// Age a HELD reservation must reach before the orphan sweep may judge
+    /// it: longer than a place can be in flight after its reservation is
+    /// committed (the account call's timeout, then the store insert's
+    /// retry budget [`crate::service::PLACE_STORE_BUDGET`]), plus
+    /// [`Self::ORPHAN_GRACE_MARGIN`]. 7 s with the defaults. Correctness
+    /// does not depend on it (the sweep claims the order's identity before
+    /// releasing); it keeps the sweep from beating slow places.
+    pub fn orphan_grace(&self) -> Duration {
+        self.account_client.call_timeout
+            + crate::service::PLACE_STORE_BUDGET
+            + Self::ORPHAN_GRACE_MARGIN
+    }
+
+    /// The longest a HELD reservation without an order survives once the
+    /// services are up: the grace, one sweep interval, and one more for the
+    /// sweep itself and the account client's reconnection (9 s with the
+    /// defaults).
+    pub fn orphan_bound(&self) -> Duration {
+        self.orphan_grace() + 2 * self.orphan_sweep_interval
+    }
+
     /// A configuration with defaults: a SQLite store publishes to
     /// `events.jsonl` beside its file, a PostgreSQL one publishes nowhere
     /// until a sink is configured.
@@ -51,6 +81,7 @@ impl OrderServiceConfig {
             account_service_url: account_service_url.into(),
             account_client: hts_account_client::AccountClientConfig::default(),
             release_retry_interval: Self::DEFAULT_RELEASE_RETRY_INTERVAL,
+            orphan_sweep_interval: Self::DEFAULT_ORPHAN_SWEEP_INTERVAL,
             db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
             place_lanes: Self::DEFAULT_PLACE_LANES,
             outbox: OutboxConfig::new(sink),
@@ -88,5 +119,14 @@ mod tests {
         let c = OrderServiceConfig::new("postgres://h/db", "http://a");
         assert_eq!(c.outbox.sink, SinkConfig::Disabled);
         assert_eq!(c.db_pool_size, 40);
+    }
+
+    #[test]
+    fn the_orphan_bound_derives_from_the_timeouts() {
+        let mut c = OrderServiceConfig::new("sqlite:/x/orders.db", "http://a");
+        assert_eq!(c.orphan_grace(), Duration::from_secs(7));
+        assert_eq!(c.orphan_bound(), Duration::from_secs(9));
+        c.account_client.call_timeout = Duration::from_secs(3);
+        assert_eq!(c.orphan_grace(), Duration::from_secs(9));
     }
 }

@@ -8,6 +8,7 @@ use hts_proto::v1::order_service_server::OrderServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::service::orphans::run_orphan_sweeps;
 use crate::service::{run_release_retries, OrderContext, OrderGrpc};
 use crate::OrderServiceConfig;
 
@@ -21,7 +22,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Opens the store, connects (lazily) to the account service, starts the
-/// pending-release retry task and serves `OrderService` plus the standard
+/// pending-release retries and the orphan sweep, and serves `OrderService` plus the standard
 /// gRPC health service on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -101,6 +102,11 @@ async fn serve_on(
     let _retries = AbortOnDrop(tokio::spawn(run_release_retries(
         ctx.clone(),
         config.release_retry_interval,
+    )));
+    let _sweeps = AbortOnDrop(tokio::spawn(run_orphan_sweeps(
+        ctx.clone(),
+        config.orphan_sweep_interval,
+        config.orphan_grace(),
     )));
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let servers = listeners.into_iter().map(|listener| {

@@ -1,7 +1,7 @@
 //! The SQLite ledger: a batch of operations inside one write transaction
 //! of the group-committing writer, decided by [`Book`].
 
-use hts_proto::v1::AssetBalance;
+use hts_proto::v1::{AssetBalance, HeldReservation};
 use hts_proto::CASH_ASSET;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -172,4 +172,33 @@ pub(crate) fn account_balances(
         })
     })?;
     Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+}
+
+/// Up to `limit` HELD reservations of orders (with a request_id) created
+/// at or before `cutoff_ms`, with ids after `after`, in id order.
+pub(crate) fn held_reservations(
+    conn: &Connection,
+    cutoff_ms: i64,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<HeldReservation>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT reservation_id, account_id, request_id, asset, amount, created_at
+         FROM reservations
+         WHERE status = 'HELD' AND request_id IS NOT NULL
+           AND reservation_id > ?1 AND created_at <= ?2
+         ORDER BY reservation_id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![after, cutoff_ms, limit], |row| {
+        Ok(HeldReservation {
+            reservation_id: row.get(0)?,
+            account_id: row.get(1)?,
+            request_id: row.get(2)?,
+            asset: row.get(3)?,
+            amount: row.get(4)?,
+            created_at_unix_ms: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -15,7 +15,7 @@ mod postgres;
 mod schema;
 
 use hts_dbkit::sqlite::SqliteDb;
-use hts_proto::v1::{AssetBalance, ReleaseOutcome, ReserveOutcome};
+use hts_proto::v1::{AssetBalance, HeldReservation, ReleaseOutcome, ReserveOutcome};
 
 use book::{Corrupt, LedgerOp, LedgerOutcome};
 pub(crate) use hts_dbkit::now_unix_ms;
@@ -187,6 +187,27 @@ impl AccountStore {
                     .await
             }
             Backend::Postgres(pg) => pg.get_account(account_id).await,
+        }
+    }
+
+    /// Up to `limit` HELD reservations backing orders (stored with a
+    /// request_id) created at least `older_than_ms` ago by this process's
+    /// clock, with ids after `after`, in id order: the candidates of the
+    /// order service's orphan sweep.
+    pub async fn held_reservations(
+        &self,
+        older_than_ms: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<HeldReservation>, StoreError> {
+        let cutoff = now_unix_ms().saturating_sub(older_than_ms.max(0));
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let after = after.to_owned();
+                db.read(move |conn| ledger::held_reservations(conn, cutoff, &after, limit))
+                    .await
+            }
+            Backend::Postgres(pg) => pg.held_reservations(cutoff, after, limit).await,
         }
     }
 

@@ -47,4 +47,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
          DROP TABLE reservations;
          ALTER TABLE reservations_v2 RENAME TO reservations;",
     ),
+    // The orphan sweep's listing: HELD reservations of orders by id.
+    (
+        3,
+        "CREATE INDEX reservations_held_orders ON reservations (reservation_id)
+         WHERE status = 'HELD' AND request_id IS NOT NULL;",
+    ),
 ];

@@ -393,3 +393,50 @@ async fn an_order_reservation_refused_stays_refused() {
         (ledger::DEMO_CASH, 0)
     );
 }
+
+#[tokio::test]
+async fn held_order_reservations_are_listed_by_age_in_pages() {
+    let f = fixture().await;
+    let s = &f.store;
+    let item = |id: &str, request_id: Option<&str>| ReserveArgs {
+        reservation_id: id.to_owned(),
+        account_id: "ACC-0001".to_owned(),
+        asset: CASH_ASSET.to_owned(),
+        amount: 10,
+        request_id: request_id.map(str::to_owned),
+    };
+    let answers = s
+        .reserve_batch(vec![
+            item("place:ACC-0001:a", Some("a")),
+            item("place:ACC-0001:b", Some("b")),
+            item("place:ACC-0001:c", Some("c")),
+            item("plain", None),
+        ])
+        .await;
+    assert!(answers.iter().all(|a| a.is_ok()));
+    s.release("place:ACC-0001:b", "ACC-0001").await.unwrap();
+    // Too young for a one-hour age: nothing.
+    assert!(s
+        .held_reservations(3_600_000, "", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Released and plain (not an order's) reservations are never listed.
+    let all = s.held_reservations(0, "", 10).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.reservation_id.as_str()).collect();
+    assert_eq!(ids, ["place:ACC-0001:a", "place:ACC-0001:c"]);
+    assert_eq!(all[0].request_id, "a");
+    assert_eq!(
+        (all[0].account_id.as_str(), all[0].amount),
+        ("ACC-0001", 10)
+    );
+    let page = s.held_reservations(0, "", 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let next = s
+        .held_reservations(0, &page[0].reservation_id, 1)
+        .await
+        .unwrap();
+    assert_eq!(next[0].reservation_id, "place:ACC-0001:c");
+    // Reopening applies the migration once.
+    drop(AccountStore::open(&f.url).unwrap());
+}

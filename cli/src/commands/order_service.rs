@@ -45,6 +45,10 @@ pub struct OrderServiceArgs {
     /// How often reservations of cancelled orders that could not be released yet are retried.
     #[arg(long, default_value_t = 1000)]
     pub release_retry_interval_ms: u64,
+    /// How often the orphan sweep releases HELD reservations whose order was
+    /// never stored (older than the account call timeout + 6 s); it also runs at start.
+    #[arg(long, default_value_t = OrderServiceConfig::DEFAULT_ORPHAN_SWEEP_INTERVAL.as_millis() as u64)]
+    pub orphan_sweep_interval_ms: u64,
     /// PostgreSQL connections of this process.
     #[arg(long, default_value_t = hts_dbkit::pg::DEFAULT_POOL_SIZE)]
     pub db_pool_size: usize,
@@ -151,6 +155,7 @@ impl OrderServiceArgs {
             ..AccountClientConfig::default()
         };
         config.release_retry_interval = Duration::from_millis(self.release_retry_interval_ms);
+        config.orphan_sweep_interval = Duration::from_millis(self.orphan_sweep_interval_ms.max(1));
         config.db_pool_size = self.db_pool_size;
         config.place_lanes = self.place_lanes.max(1);
         config.fault_exit_after_commit = self.fault_exit_after_commit;

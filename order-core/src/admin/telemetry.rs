@@ -12,6 +12,9 @@ pub const OUTBOX_OLDEST_AGE: &str = "hts_outbox_oldest_ready_age_seconds";
 pub const OUTBOX_PUBLISHED: &str = "hts_outbox_published_total";
 /// Counter: outbox rows sent to the dead-letter topic so far, from the store.
 pub const OUTBOX_DLQ: &str = "hts_outbox_dlq_total";
+/// Counter: orphan reservations (HELD, no order owns them) the orphan
+/// sweep gave back to `available` ([`crate::service::orphans`]).
+pub const ORPHANS_RELEASED: &str = "hts_orphan_reservations_released_total";
 /// Gauge: 1 when a dependency answered its last probe, label `dependency`
 /// (`database`, `account_service`).
 pub const DEPENDENCY_UP: &str = "hts_dependency_up";

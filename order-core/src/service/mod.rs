@@ -11,6 +11,7 @@
 
 mod cancel;
 mod deadline;
+pub mod orphans;
 mod place;
 mod place_batch;
 mod query;
@@ -31,6 +32,7 @@ use tonic::{Request, Response, Status};
 use crate::store::OrderStore;
 
 pub use place::{place_batch_now, MAX_BATCH};
+pub use place_batch::PLACE_STORE_BUDGET;
 pub use releaser::{release_pending, run_release_retries};
 
 /// Dependencies shared by all handlers.

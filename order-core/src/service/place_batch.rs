@@ -32,6 +32,13 @@ use super::{releaser, OrderContext};
 use crate::domain::{ReservationSpec, ValidOrder};
 use crate::store::{InsertOutcome, NewOrder, PendingRelease, StoredOrder};
 
+/// Longest a place batch's store insert may keep retrying after its
+/// reservations were answered: each insert's deadline is the earlier of
+/// its caller's and this after the reserve call returned. With the account
+/// call timeout it bounds how long a place is in flight after its
+/// reservation exists ([`crate::OrderServiceConfig::orphan_grace`]).
+pub const PLACE_STORE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A validated place waiting in its lane.
 pub(crate) struct PlaceJob {
     /// The order as validated.
@@ -216,7 +223,11 @@ async fn decide(
             }
         }
     }
-    let deadlines = store.iter().map(|&(i, _)| jobs[i].deadline).collect();
+    let budget_end = Instant::now() + PLACE_STORE_BUDGET;
+    let deadlines = store
+        .iter()
+        .map(|&(i, _)| Some(jobs[i].deadline.map_or(budget_end, |d| d.min(budget_end))))
+        .collect();
     let stored_at = Instant::now();
     let results = ctx.store.insert_orders(orders, deadlines).await;
     tracing::debug!(

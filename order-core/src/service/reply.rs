@@ -36,9 +36,11 @@ pub(crate) fn from_order(order: &StoredOrder, replayed: bool) -> PlaceOrderRespo
 }
 
 /// Replays `existing` if it was placed with the same parameters, otherwise
-/// reports the reuse of its request id.
+/// reports the reuse of its request id. A tombstone of the orphan sweep
+/// ([`super::orphans`]) is replayed whatever the parameters: it does not
+/// know them, and its answer is final for the request id.
 pub(crate) fn replay_or_conflict(existing: &StoredOrder, fingerprint: &str) -> PlaceOrderResponse {
-    if existing.fingerprint == fingerprint {
+    if existing.fingerprint == fingerprint || super::orphans::is_abandoned(existing) {
         from_order(existing, true)
     } else {
         refusal(

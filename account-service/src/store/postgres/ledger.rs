@@ -23,7 +23,7 @@
 
 use deadpool_postgres::{GenericClient, Pool};
 use hts_dbkit::pg::PgError;
-use hts_proto::v1::AssetBalance;
+use hts_proto::v1::{AssetBalance, HeldReservation};
 use hts_proto::CASH_ASSET;
 use tokio_postgres::types::ToSql;
 
@@ -258,4 +258,38 @@ pub(crate) async fn account_balances(
         })
         .collect::<Result<Vec<_>, PgError>>()
         .map(Some)
+}
+
+/// Up to `limit` HELD reservations of orders (with a request_id) created
+/// at or before `cutoff_ms`, with ids after `after`, in id order.
+pub(crate) async fn held_reservations(
+    pool: &Pool,
+    cutoff_ms: i64,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<HeldReservation>, PgError> {
+    let client = pool.get().await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let stmt = client
+        .prepare_cached(
+            "SELECT reservation_id, account_id, request_id, asset, amount, created_at
+             FROM reservations
+             WHERE status = 'HELD' AND request_id IS NOT NULL
+               AND reservation_id > $1 AND created_at <= $2
+             ORDER BY reservation_id LIMIT $3",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&after, &cutoff_ms, &limit]).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HeldReservation {
+                reservation_id: r.try_get(0)?,
+                account_id: r.try_get(1)?,
+                request_id: r.try_get(2)?,
+                asset: r.try_get(3)?,
+                amount: r.try_get(4)?,
+                created_at_unix_ms: r.try_get(5)?,
+            })
+        })
+        .collect()
 }

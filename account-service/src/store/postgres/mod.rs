@@ -15,7 +15,7 @@ mod schema;
 use deadpool_postgres::Pool;
 use hts_dbkit::lanes::Lanes;
 use hts_dbkit::pg::{retry_transient, RetryPolicy};
-use hts_proto::v1::AssetBalance;
+use hts_proto::v1::{AssetBalance, HeldReservation};
 
 use super::book::{LedgerOp, LedgerOutcome};
 use super::StoreError;
@@ -130,6 +130,18 @@ impl PgLedger {
     ) -> Result<Option<Vec<AssetBalance>>, StoreError> {
         Ok(retry_transient(self.retry, || {
             ledger::account_balances(&self.pool, account_id)
+        })
+        .await?)
+    }
+
+    pub(crate) async fn held_reservations(
+        &self,
+        cutoff_ms: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<HeldReservation>, StoreError> {
+        Ok(retry_transient(self.retry, || {
+            ledger::held_reservations(&self.pool, cutoff_ms, after, limit)
         })
         .await?)
     }

@@ -48,4 +48,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
             RETURN true;
          END $$;",
     ),
+    // The orphan sweep's listing: HELD reservations of orders by id.
+    (
+        4,
+        "CREATE INDEX reservations_held_orders ON reservations (reservation_id)
+         WHERE status = 'HELD' AND request_id IS NOT NULL;",
+    ),
 ];
