@@ -324,7 +324,7 @@ async fn a_request_resent_after_its_orphan_was_released_has_one_order_and_one_re
     // Not re-sent in time: the sweep claims and releases it.
     let took = orphans_gone(&db, created, BOUND).await;
     let late = place(&orders.url(), acc, "late").await;
-    assert_eq!(late.code, Code::Timeout as i32, "{late:?}");
+    assert_eq!(late.code, Code::TooLate as i32, "{late:?}");
     assert_eq!(late.status, OrderStatus::Rejected as i32);
     assert!(late.message.starts_with("abandoned"), "{late:?}");
     // The same definite answer on every re-send.

@@ -16,7 +16,7 @@
 //! * a REJECTED order exists (a lost insert race, or a tombstone this sweep
 //!   stored before a crash): **release** it;
 //! * no order exists: **claim** the identity by storing a tombstone (a
-//!   REJECTED order with code TIMEOUT, [`ABANDONED_FINGERPRINT`]) through
+//!   REJECTED order with code TOO_LATE, [`ABANDONED_FINGERPRINT`]) through
 //!   the ordinary insert, whose uniqueness of `(account_id, request_id)` is
 //!   decided by the database; only if the tombstone was inserted is the
 //!   reservation released; if an order got there first, the verdict is
@@ -192,7 +192,7 @@ pub fn tombstone(held: &HeldReservation) -> NewOrder {
         price: 0,
         quantity: if buy { 0 } else { held.amount },
         status: OrderStatus::Rejected,
-        code: Code::Timeout,
+        code: Code::TooLate,
         message: ABANDONED_MESSAGE.to_owned(),
         fingerprint: ABANDONED_FINGERPRINT.to_owned(),
         reservation_id: held.reservation_id.clone(),

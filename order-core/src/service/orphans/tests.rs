@@ -158,7 +158,7 @@ async fn an_orphan_is_claimed_by_a_tombstone_then_released_once() {
     assert!(is_abandoned(&t));
     assert_eq!(
         (t.status, t.code, t.reservation_id.as_str()),
-        (OrderStatus::Rejected, Code::Timeout, "place:ACC-0001:lost")
+        (OrderStatus::Rejected, Code::TooLate, "place:ACC-0001:lost")
     );
     // Nothing left: a second sweep does nothing.
     let r = sweep_once(&ledger, &orders, GRACE).await.unwrap();
