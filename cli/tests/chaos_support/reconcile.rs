@@ -15,15 +15,20 @@
 //!   answer); those are listed. Stored orders no client sent, or whose
 //!   client was told a definitive failure, are violations.
 //!
-//! HELD reservations no stored order owns are listed as orphans: their
-//! client was told to retry with the same request_id (which would adopt
-//! them) and did not within the scenario.
+//! * no HELD reservation without a stored order once the order services'
+//!   orphan sweep had its bound ([`ORPHAN_BOUND`]): a crash between the
+//!   reservation and the order commit locks no money (issue 17).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::load::{LoadResult, Outcome, PRICE};
 use crate::durable_support::kafka::consume_until;
+
+/// How long reconciliation waits for the orphan sweep: its bound with the
+/// defaults (`OrderServiceConfig::orphan_bound`, 9 s) plus slack for a
+/// loaded machine.
+pub const ORPHAN_BOUND: Duration = Duration::from_secs(12);
 
 /// Seeded CASH of every demo account (`hts account-service --seed-demo`).
 pub const SEEDED_CASH: i64 = 1_000_000_000;
@@ -83,8 +88,11 @@ pub struct Reconciliation {
     pub stored_refused: Vec<String>,
     /// Stored orders no client of this run sent.
     pub phantom: Vec<String>,
-    /// HELD reservations no stored order owns (listed).
+    /// HELD reservations no stored order owns after the orphan sweep's
+    /// bound (a violation).
     pub orphan_reservations: Vec<String>,
+    /// How long reconciliation waited for the orphan sweep.
+    pub orphan_wait: Duration,
     /// Accounts whose balances do not add up.
     pub balance_mismatches: Vec<String>,
     /// Outbox rows still READY after the wait.
@@ -134,6 +142,10 @@ impl Reconciliation {
             &self.stored_refused,
         );
         rule("stored orders no client sent", &self.phantom);
+        rule(
+            "HELD reservations no stored order owns after the orphan sweep's bound",
+            &self.orphan_reservations,
+        );
         rule(
             "accounts whose balances do not add up",
             &self.balance_mismatches,
@@ -189,10 +201,25 @@ pub async fn reconcile(load: &LoadResult, sources: &Sources<'_>) -> Reconciliati
         a.dedup();
         a
     };
-    let orders = stored_orders(sources.orders_db, &accounts).await;
+    // A reservation no stored order owns must be released by the order
+    // services' orphan sweep within its bound (9 s with the defaults):
+    // read again until none is left or the bound has passed.
+    let sweep_until = Instant::now() + ORPHAN_BOUND;
+    let (orders, reservations) = loop {
+        let orders = stored_orders(sources.orders_db, &accounts).await;
+        let reservations = reservations(sources.accounts_db, &accounts).await;
+        let owned: HashSet<&str> = orders.iter().map(|o| o.reservation_id.as_str()).collect();
+        let orphaned = reservations
+            .iter()
+            .any(|(id, res)| res.status == "HELD" && !owned.contains(id.as_str()));
+        if !orphaned || Instant::now() >= sweep_until {
+            break (orders, reservations);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    r.orphan_wait = started.elapsed().saturating_sub(r.outbox_drain);
     let keys = idempotency(sources.orders_db).await;
     let outbox = outbox_events(sources.orders_db).await;
-    let reservations = reservations(sources.accounts_db, &accounts).await;
     let balances = balances(sources.accounts_db, &accounts).await;
 
     // Orders by (account/request_id); a key stored twice is a violation.

@@ -344,8 +344,12 @@ fn section(s: &mut String, r: &ScenarioReport) {
                 rec.stored_unknown.len().to_string(),
             ),
             (
-                "HELD reservations without an order (listed below)",
-                rec.orphan_reservations.len().to_string(),
+                "HELD reservations without an order after the orphan sweep's bound (listed below)",
+                format!(
+                    "{} (waited {})",
+                    rec.orphan_reservations.len(),
+                    fmt_duration(rec.orphan_wait)
+                ),
             ),
             (
                 "outbox rows READY after the wait",
@@ -394,7 +398,11 @@ fn section(s: &mut String, r: &ScenarioReport) {
             "Stored orders whose client got no definitive answer (outcome unknown; allowed)",
             &rec.stored_unknown,
         );
-        list(s, "HELD reservations no stored order owns (their clients were told to retry with the same request_id and had not when the scenario ended)", &rec.orphan_reservations);
+        list(
+            s,
+            "HELD reservations no stored order owns after the orphan sweep's bound (violations)",
+            &rec.orphan_reservations,
+        );
         for v in rec.violations() {
             let _ = writeln!(s, "\n**Violation:** {v}");
         }
