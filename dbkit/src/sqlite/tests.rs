@@ -175,7 +175,7 @@ fn many_stores_opening_one_new_file_at_once_all_succeed() {
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
                     barrier.wait();
-                    open_and_migrate(&path, MIGRATIONS).map(|_| ())
+                    open_and_migrate(&path, MIGRATIONS, None).map(|_| ())
                 })
             })
             .collect();
