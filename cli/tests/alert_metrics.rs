@@ -69,7 +69,10 @@ async fn timeouts_hedges_and_latency_are_counted() {
         answered,
         "the timeout counter counts every TIMEOUT answer"
     );
-    assert!(value(&m, "hts_hedges_total") >= 1.0, "slow calls were hedged");
+    assert!(
+        value(&m, "hts_hedges_total") >= 1.0,
+        "slow calls were hedged"
+    );
     assert_eq!(
         value(
             &m,
@@ -122,7 +125,10 @@ async fn failures_are_retried_and_open_the_breaker() {
     let open = urls
         .iter()
         .filter(|url| {
-            value(&m, &format!(r#"hts_backend_breaker_state{{backend="{url}"}}"#)) == 2.0
+            value(
+                &m,
+                &format!(r#"hts_backend_breaker_state{{backend="{url}"}}"#),
+            ) == 2.0
         })
         .count();
     assert!(open >= 1, "a failing backend's breaker is open (2): {m}");
