@@ -1,23 +1,26 @@
 //! Every gateway metric an alert or recording rule of deploy/prometheus/
 //! uses moves when its event happens (issue 17): each test causes the event
 //! over real processes, scrapes the gateway's /metrics and sees the count
-//! move. `hts_account_client_breaker_state` is proven by
-//! cli/tests/account_breaker.rs, the outbox series
-//! (`hts_outbox_dlq_total`, `hts_outbox_oldest_ready_age_seconds`) by
-//! cli/tests/admin_order_service.rs and order-core's outbox tests.
+//! move (the order service's outbox series on its own /metrics).
+//! `hts_account_client_breaker_state` is proven by
+//! cli/tests/account_breaker.rs.
 //!
 //! | rule | metric | test |
 //! |---|---|---|
-//! | HtsOrderLatencyP99High, hts:order_latency_seconds:* | `hts_order_latency_seconds_bucket` | [`timeouts_hedges_and_latency_are_counted`] |
-//! | hts:requests:rate1m | `hts_requests_total{code}`, `hts_request_timeouts_total` | [`timeouts_hedges_and_latency_are_counted`] |
-//! | hts:hedges:rate1m | `hts_hedges_total` | [`timeouts_hedges_and_latency_are_counted`] |
+//! | HtsOrderLatencyP99High, hts:order_latency_seconds:* | `hts_order_latency_seconds_bucket` | [`timeouts_and_latency_are_counted`] |
+//! | hts:requests:rate1m | `hts_requests_total{code}`, `hts_request_timeouts_total` | [`timeouts_and_latency_are_counted`] |
+//! | hts:hedges:rate1m | `hts_hedges_total` | [`slow_calls_are_hedged`] |
 //! | hts:retries:rate1m | `hts_retries_total` | [`failures_are_retried_and_open_the_breaker`] |
 //! | HtsBackendBreakerOpen, hts:backends_open_breakers | `hts_backend_breaker_state` | [`failures_are_retried_and_open_the_breaker`] |
-//! | HtsShedding | `hts_shed_total{reason="busy"}`, `hts_admitted_total` | [`shedding_and_no_ready_backend_are_counted`] |
+//! | HtsShedding, HtsCancelsShed | `hts_shed_total{reason=~"busy\|wait_expired\|gateway_full"}`, `hts_admitted_total` | [`shedding_and_no_ready_backend_are_counted`] |
 //! | HtsNoReadyBackend | `hts_backends_ready` | [`shedding_and_no_ready_backend_are_counted`] |
+//! | HtsOutboxBacklogOld | `hts_outbox_oldest_ready_age_seconds` | [`outbox_backlog_age_and_dead_letters_are_counted`] |
+//! | HtsOutboxDlqGrowing | `hts_outbox_dlq_total` | [`outbox_backlog_age_and_dead_letters_are_counted`] |
 
 mod admin_support;
+mod durable_support;
 mod resilience_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,7 +48,7 @@ fn value(metrics: &str, name: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_hedges_and_latency_are_counted() {
+async fn timeouts_and_latency_are_counted() {
     let slow = r#"{"latency_ms": 400, "latency_ratio": 1.0}"#;
     let mut c = Cluster::start(&[slow, slow], &["--request-timeout-ms", "150"]);
     let admin = admin_addr(&mut c);
@@ -69,10 +72,6 @@ async fn timeouts_hedges_and_latency_are_counted() {
         answered,
         "the timeout counter counts every TIMEOUT answer"
     );
-    assert!(
-        value(&m, "hts_hedges_total") >= 1.0,
-        "slow calls were hedged"
-    );
     assert_eq!(
         value(
             &m,
@@ -88,6 +87,35 @@ async fn timeouts_hedges_and_latency_are_counted() {
         ),
         0.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_calls_are_hedged() {
+    let mut c = Cluster::start(
+        &[r#"{"latency_ms": 300, "latency_ratio": 1.0}"#, ""],
+        &[
+            "--request-timeout-ms",
+            "3000",
+            "--hedge-max-delay-ms",
+            "50",
+            "--ewma-half-life-ms",
+            "1",
+            "--adaptive-limit",
+            "false",
+            "--retry-budget-min-per-sec",
+            "100",
+        ],
+    );
+    let admin = admin_addr(&mut c);
+    assert_eq!(value(&scrape(admin), "hts_hedges_total"), 0.0);
+    let client = c.client("ACC-0614").await;
+    // No hedge before the pool has 20 latency samples.
+    for n in 0..40 {
+        let answer = place_once(&client, &format!("hedge-{n}")).await;
+        assert_eq!(answer.code, Code::Ok as i32, "{answer:?}");
+    }
+    let m = scrape(admin);
+    assert!(value(&m, "hts_hedges_total") >= 1.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,10 +185,9 @@ async fn shedding_and_no_ready_backend_are_counted() {
         value(&before, r#"hts_shed_total{class="normal",reason="busy"}"#),
         0.0
     );
-    let ready = wait_for("one ready backend", Duration::from_secs(10), || {
+    wait_for("one ready backend", Duration::from_secs(10), || {
         (value(&scrape(admin), "hts_backends_ready") == 1.0).then_some(())
     });
-    let _ = ready;
 
     let client = c.client("ACC-0613").await;
     let calls = (0..8).map(|n| {
@@ -175,10 +202,22 @@ async fn shedding_and_no_ready_backend_are_counted() {
         "some were refused for want of room: {answers:?}"
     );
     let m = scrape(admin);
-    assert!(
-        value(&m, r#"hts_shed_total{class="normal",reason="busy"}"#) >= 1.0,
-        "{m}"
-    );
+    // What HtsShedding sums: refused for want of capacity, at once (busy)
+    // or after a wait in the queue (wait_expired, the case here).
+    let shed: f64 = ["busy", "wait_expired", "gateway_full"]
+        .iter()
+        .map(|r| {
+            value(
+                &m,
+                &format!(r#"hts_shed_total{{class="normal",reason="{r}"}}"#),
+            )
+        })
+        .sum();
+    let refused = answers
+        .iter()
+        .filter(|a| a.code == Code::ServiceUnavailable as i32)
+        .count();
+    assert_eq!(shed, refused as f64, "every refusal counted: {m}");
     assert!(
         value(&m, r#"hts_admitted_total{class="normal"}"#) >= 2.0,
         "{m}"
@@ -188,4 +227,64 @@ async fn shedding_and_no_ready_backend_are_counted() {
     wait_for("no ready backend", Duration::from_secs(15), || {
         (value(&scrape(admin), "hts_backends_ready") == 0.0).then_some(())
     });
+}
+
+/// The event log is a directory, so every publish fails: the READY row's
+/// age grows on the order service's /metrics; once the directory is gone the
+/// recovery job (past `--outbox-max-retries` and `--outbox-dlq-after-ms`)
+/// dead-letters the event and `hts_outbox_dlq_total` moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_backlog_age_and_dead_letters_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events-log");
+    std::fs::create_dir(&log).unwrap();
+    let log_str = log.display().to_string();
+    let store = format!("sqlite:{}", dir.path().join("orders.db").display());
+    let mut stack = durable_support::stack::Stack::start(
+        &store,
+        None,
+        1,
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--events-log",
+            &log_str,
+            "--outbox-recovery-interval-ms",
+            "300",
+            "--outbox-grace-ms",
+            "0",
+            "--outbox-max-retries",
+            "1",
+            "--outbox-dlq-after-ms",
+            "0",
+        ],
+    );
+    let line = stack.orders[0].wait_for_line(
+        "hts order-service-admin listening on ",
+        Duration::from_secs(30),
+    );
+    let admin: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let before = scrape(admin);
+    assert_eq!(value(&before, "hts_outbox_oldest_ready_age_seconds"), 0.0);
+    assert_eq!(value(&before, "hts_outbox_dlq_total"), 0.0);
+
+    let client = stack.client("ACC-0615").await;
+    let placed = client
+        .place(durable_support::stack::buy("outbox-metrics-1"))
+        .await
+        .unwrap();
+    assert_eq!(placed.code, Code::Ok as i32, "{placed:?}");
+    wait_for("a READY row over 1 s old", Duration::from_secs(15), || {
+        (value(&scrape(admin), "hts_outbox_oldest_ready_age_seconds") >= 1.0).then_some(())
+    });
+    assert_eq!(value(&scrape(admin), "hts_outbox_dlq_total"), 0.0);
+
+    std::fs::remove_dir(&log).unwrap();
+    wait_for("the event dead-lettered", Duration::from_secs(15), || {
+        (value(&scrape(admin), "hts_outbox_dlq_total") == 1.0).then_some(())
+    });
+    let m = scrape(admin);
+    assert_eq!(value(&m, "hts_outbox_oldest_ready_age_seconds"), 0.0, "{m}");
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(written.contains("\"dead_letter\":true"), "{written}");
 }
