@@ -413,3 +413,35 @@ async fn outbox_rows_left_ready_by_a_crash_are_published_soon_after_restart() {
     }
     eprintln!("published {:?} after the restart", restarted_at.elapsed());
 }
+
+/// A PostgreSQL server that cannot be reached is reported at once, with
+/// the connection's own error, not after the 10 s retry budget of serving.
+#[test]
+fn an_unreachable_postgres_is_reported_at_once() {
+    let port = durable_support::pg::free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/hts");
+    for role in ["account-service", "order-service"] {
+        let started = Instant::now();
+        let extra: &[&str] = if role == "order-service" {
+            &["--account-service", "http://127.0.0.1:9"]
+        } else {
+            &[]
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_hts"))
+            .args([role, "--listen", "127.0.0.1:0", "--store", &url])
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{role}: {stderr}");
+        assert!(took < REFUSED_WITHIN, "{role}: took {took:?}");
+        assert!(
+            stderr.contains(&format!("127.0.0.1:{port}/hts"))
+                && stderr.contains("Connection refused"),
+            "{role}: {stderr}"
+        );
+        eprintln!("{role} refused in {took:?}: {}", stderr.trim());
+    }
+}

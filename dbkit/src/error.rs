@@ -9,7 +9,7 @@ pub enum StoreError {
     #[error("unsupported store url {0:?}: expected sqlite:PATH or postgres://…")]
     UnsupportedUrl(String),
     /// PostgreSQL reported an error (after retrying transient ones).
-    #[error("{0}")]
+    #[error(transparent)]
     Postgres(#[from] PgError),
     /// SQLite reported an error.
     #[error("sqlite error: {0}")]

@@ -2,10 +2,23 @@
 //! component in `store_meta` and its schema version
 //! (see [`crate::identity`]).
 
+use std::time::Duration;
+
 use tokio_postgres::Client;
+
+use super::RetryPolicy;
 
 use crate::identity::{OpenMode, StoreIdentity};
 use crate::StoreError;
+
+/// Retries of the first contact at start: a database that cannot be
+/// reached is reported within about a second (a service manager restarts
+/// the process), not after the full retry budget of serving.
+pub const START_RETRY: RetryPolicy = RetryPolicy {
+    budget: Duration::from_millis(1000),
+    initial_backoff: Duration::from_millis(20),
+    max_backoff: Duration::from_millis(250),
+};
 
 /// One row per component: several components may share a database.
 const META_TABLE: &str = "CREATE TABLE IF NOT EXISTS store_meta (

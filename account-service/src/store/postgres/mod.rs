@@ -84,7 +84,7 @@ impl PgLedger {
             .max()
             .unwrap_or(0);
         let identity = {
-            let mut client = retry_transient(retry, || async {
+            let mut client = retry_transient(hts_dbkit::pg::identity::START_RETRY, || async {
                 Ok::<_, hts_dbkit::pg::PgError>(pool.get().await?)
             })
             .await?;

@@ -59,7 +59,7 @@ impl PgOrderStore {
             .max()
             .unwrap_or(0);
         let identity = {
-            let mut client = retry_transient(retry, || async {
+            let mut client = retry_transient(hts_dbkit::pg::identity::START_RETRY, || async {
                 Ok::<_, hts_dbkit::pg::PgError>(pool.get().await?)
             })
             .await?;
