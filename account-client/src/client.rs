@@ -8,9 +8,7 @@ use hts_breaker::{Admission, BreakerCounts, BreakerOutcome, BreakerState, Circui
 
 use hts_proto::v1::account_service_client::AccountServiceClient;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, ListHeldReservationsRequest,
-    ListHeldReservationsResponse, ReleaseOutcome, ReleaseRequest, ReserveBatchRequest,
-    ReserveOutcome, ReserveRequest,
+    GetAccountRequest, GetAccountResponse, GetStoreIdentityRequest, GetStoreIdentityResponse, ListHeldReservationsRequest, ListHeldReservationsResponse, ReleaseOutcome, ReleaseRequest, ReserveBatchRequest, ReserveOutcome, ReserveRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -170,6 +168,23 @@ impl AccountClient {
         let mut client = self.inner.clone();
         self.bounded(async move { client.get_account(request).await })
             .await
+    }
+
+    /// The identity of the account store the service serves. Not counted
+    /// by the breaker (a start-up check, not traffic), but bounded by the
+    /// per-call timeout.
+    pub async fn store_identity(&self) -> Result<GetStoreIdentityResponse, AccountError> {
+        let mut client = self.inner.clone();
+        match tokio::time::timeout(
+            self.config.call_timeout,
+            client.get_store_identity(GetStoreIdentityRequest {}),
+        )
+        .await
+        {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(AccountError::from(status)),
+            Err(_elapsed) => Err(AccountError::Timeout),
+        }
     }
 
     /// Passes the call through the breaker, applies the per-call timeout

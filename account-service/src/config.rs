@@ -13,17 +13,22 @@ pub struct AccountServiceConfig {
     /// Account lanes of a PostgreSQL ledger: at most one transaction in
     /// flight per lane (default [`crate::store::DEFAULT_LANES`]).
     pub lanes: usize,
+    /// Create the store if there is none (`--init`); otherwise a missing or
+    /// empty store is refused at start.
+    pub init: bool,
 }
 
 impl AccountServiceConfig {
     /// A configuration for `store_url` with the defaults: no demo seed,
-    /// pool of [`hts_dbkit::pg::DEFAULT_POOL_SIZE`], default lanes.
+    /// pool of [`hts_dbkit::pg::DEFAULT_POOL_SIZE`], default lanes, the
+    /// store must exist (`init` false).
     pub fn new(store_url: impl Into<String>) -> Self {
         Self {
             store_url: store_url.into(),
             seed_demo: false,
             db_pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
             lanes: crate::store::DEFAULT_LANES,
+            init: false,
         }
     }
 }

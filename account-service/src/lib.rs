@@ -13,5 +13,5 @@ pub mod service;
 pub mod store;
 
 pub use config::AccountServiceConfig;
-pub use server::serve;
+pub use server::{open, serve, serve_store};
 pub use store::{AccountStore, StoreError};

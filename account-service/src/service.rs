@@ -5,9 +5,7 @@
 
 use hts_proto::v1::account_service_server::AccountService;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, ListHeldReservationsRequest,
-    ListHeldReservationsResponse, ReleaseRequest, ReleaseResponse, ReserveBatchRequest,
-    ReserveBatchResponse, ReserveOutcome, ReserveRequest, ReserveResponse,
+    GetAccountRequest, GetAccountResponse, GetStoreIdentityRequest, GetStoreIdentityResponse, ListHeldReservationsRequest, ListHeldReservationsResponse, ReleaseRequest, ReleaseResponse, ReserveBatchRequest, ReserveBatchResponse, ReserveOutcome, ReserveRequest, ReserveResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -173,6 +171,17 @@ impl AccountService for AccountGrpc {
                 account_id: req.account_id,
                 balances: Vec::new(),
             },
+        }))
+    }
+
+    async fn get_store_identity(
+        &self,
+        _request: Request<GetStoreIdentityRequest>,
+    ) -> Result<Response<GetStoreIdentityResponse>, Status> {
+        let identity = self.store.identity();
+        Ok(Response::new(GetStoreIdentityResponse {
+            store_id: identity.store_id.clone(),
+            kind: identity.kind.clone(),
         }))
     }
 }

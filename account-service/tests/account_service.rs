@@ -21,6 +21,7 @@ async fn serves_reserve_release_get_account_and_health() {
         seed_demo: true,
         db_pool_size: 4,
         lanes: hts_account_service::store::DEFAULT_LANES,
+        init: true,
     };
     let server = tokio::spawn(serve(listener, config, async move {
         let _ = stopped.await;
@@ -125,6 +126,7 @@ async fn unsupported_store_url_fails_to_serve() {
         seed_demo: false,
         db_pool_size: 4,
         lanes: hts_account_service::store::DEFAULT_LANES,
+        init: true,
     };
     let err = serve(listener, config, std::future::pending())
         .await

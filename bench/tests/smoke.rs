@@ -48,6 +48,7 @@ fn start() -> System {
         &hts,
         &[
             "account-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",
@@ -65,6 +66,7 @@ fn start() -> System {
         &hts,
         &[
             "order-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",

@@ -103,6 +103,9 @@ fn main() -> std::process::ExitCode {
             Command::Events(args) => commands::events::run(args).await,
         }
     });
+    // Background tasks (a store's retries, lazy connections) must not hold
+    // up the exit, above all after a start-up failure.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -25,6 +25,7 @@ async fn breaker_opens_while_the_account_service_is_down_and_closes_after() {
     let order_db = dir.path().join("orders.db");
     let mut orders = Service::spawn(&strings(&[
         "order-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--admin-listen",

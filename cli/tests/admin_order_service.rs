@@ -18,6 +18,7 @@ async fn readiness_follows_the_account_service() {
     let account_addr = accounts.addr;
     let mut orders = Service::spawn(&strings(&[
         "order-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--admin-listen",

@@ -62,6 +62,7 @@ async fn account_service(store_url: String) -> SocketAddr {
     let config = AccountServiceConfig {
         seed_demo: true,
         db_pool_size: 4,
+        init: true,
         ..AccountServiceConfig::new(store_url)
     };
     tokio::spawn(hts_account_service::serve(
@@ -513,6 +514,7 @@ async fn sigkill_mid_batch(victim: Victim) {
     let account_args = |listen: &str| {
         vec![
             "account-service".to_owned(),
+            "--init".to_owned(),
             "--listen".to_owned(),
             listen.to_owned(),
             "--store".to_owned(),

@@ -676,6 +676,7 @@ async fn signals_sent_right_after_the_announcement_are_handled() {
     let store = format!("sqlite:{}", dir.path().join("o.db").display());
     let mut orders = Proc::spawn(&[
         "order-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",
@@ -689,6 +690,7 @@ async fn signals_sent_right_after_the_announcement_are_handled() {
     let accounts_store = format!("sqlite:{}", dir.path().join("a.db").display());
     let mut accounts = Proc::spawn(&[
         "account-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",

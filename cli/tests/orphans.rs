@@ -198,6 +198,7 @@ async fn check_ledger(db: &tokio_postgres::Client, acked: &HashMap<String, Strin
 fn account_args(url: &str, listen: &str) -> Vec<String> {
     [
         "account-service",
+        "--init",
         "--listen",
         listen,
         "--store",

@@ -98,6 +98,7 @@ impl Drop for Redis {
 fn account_service(dir: &std::path::Path) -> Proc {
     Proc::spawn(&[
         "account-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",
@@ -114,6 +115,7 @@ async fn order_cache_speeds_reads_and_never_outranks_the_database() {
     let redis_url = format!("redis://127.0.0.1:{}/0", redis.port);
     let orders = Proc::spawn(&[
         "order-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",
@@ -265,6 +267,7 @@ async fn sessions_resume_on_another_gateway_and_never_outlive_their_token() {
     let accounts = account_service(dir.path());
     let orders = Proc::spawn(&[
         "order-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",

@@ -55,6 +55,7 @@ async fn secrets_never_appear_in_logs_even_at_debug_level() {
     let debug = [("RUST_LOG", "debug"), ("HTS_JWT_SECRET", JWT_SECRET)];
     let account = Proc::spawn(&[
         "account-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",
@@ -64,6 +65,7 @@ async fn secrets_never_appear_in_logs_even_at_debug_level() {
     let mut order = Proc::spawn_logged(
         &[
             "order-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",

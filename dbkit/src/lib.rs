@@ -10,6 +10,7 @@
 //!   durable order path.
 //! * [`redis`] — a fred Redis client for caches (single server or
 //!   Sentinel by URL, bounded commands, background reconnects).
+//! * [`identity`] — store identity and pairing, checked at start.
 //! * [`StoreError`] — the failure type of a store built on either.
 //! * [`redact_url`] — a connection URL without its password, for logs.
 //!
@@ -23,6 +24,8 @@
 
 #[cfg(feature = "stores")]
 pub mod error;
+#[cfg(feature = "stores")]
+pub mod identity;
 #[cfg(feature = "stores")]
 pub mod lanes;
 #[cfg(feature = "stores")]

@@ -34,6 +34,14 @@ pub struct OrderServiceConfig {
     pub fault_exit_after_commit: bool,
     /// Optional Redis cache of order summaries (never the source of truth).
     pub cache: Option<crate::cache::CacheConfig>,
+    /// Create the order store if there is none (`--init`); otherwise a
+    /// missing or empty store is refused at start.
+    pub init: bool,
+    /// Longest wait at start for the account service to tell its store
+    /// identity (the pairing check of [`hts_dbkit::identity`]); past it the
+    /// service starts and finishes the check in the background (stopping
+    /// if it fails).
+    pub pairing_timeout: Duration,
 }
 
 impl OrderServiceConfig {
@@ -70,7 +78,12 @@ impl OrderServiceConfig {
         self.orphan_grace() + 2 * self.orphan_sweep_interval
     }
 
-    /// A configuration with defaults: a SQLite store publishes to
+
+    /// Default of [`OrderServiceConfig::pairing_timeout`].
+    pub const DEFAULT_PAIRING_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// A configuration with defaults (the store must exist: `init` false):
+    /// a SQLite store publishes to
     /// `events.jsonl` beside its file, a PostgreSQL one publishes nowhere
     /// until a sink is configured.
     pub fn new(store_url: impl Into<String>, account_service_url: impl Into<String>) -> Self {
@@ -87,6 +100,8 @@ impl OrderServiceConfig {
             outbox: OutboxConfig::new(sink),
             fault_exit_after_commit: false,
             cache: None,
+            init: false,
+            pairing_timeout: Self::DEFAULT_PAIRING_TIMEOUT,
         }
     }
 }

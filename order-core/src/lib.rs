@@ -47,7 +47,9 @@ pub use config::OrderServiceConfig;
 #[cfg(feature = "service")]
 pub use echo::serve_echo;
 #[cfg(feature = "service")]
-pub use server::{serve, serve_group, serve_with_admin, serve_with_faults};
+pub use server::{
+    prepare, serve, serve_group, serve_with_admin, serve_with_faults, PreparedOrderService,
+};
 
 #[cfg(feature = "service")]
 pub use store::{open_store, OrderStore, StoreError, StoreOptions};

@@ -3,8 +3,11 @@
 //! [`open`] builds them in order: the event sink (Kafka topics created),
 //! the outbox fast path whose hook the store calls after each commit (with
 //! the commit fault of [`crate::fault`]), the store itself, the optional
-//! Redis cache in front of it, and the periodic outbox recovery job. The
-//! store and the outbox know nothing of each other beyond that hook.
+//! Redis cache in front of it, and the outbox recovery job (a run at start
+//! and one once the grace period of rows left READY by a previous process
+//! has passed, then periodic). The store and the outbox know nothing of
+//! each other beyond that hook. [`check_pairing`] is the start-up check of
+//! the store against the account service's store identity.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use crate::outbox::{
     ensure_topics, run_recovery, AfterCommit, DispatchSettings, Dispatcher, EventSink, FileLogSink,
     KafkaSink, RecoverySettings, SinkConfig,
 };
-use crate::store::{open_store, CachedOrderStore, OrderStore, StoreOptions};
+use crate::store::{open_store, CachedOrderStore, OpenMode, OrderStore, StoreOptions};
 use crate::OrderServiceConfig;
 
 /// How long start-up waits for the broker to create the topics.
@@ -103,6 +106,11 @@ pub async fn open(
         after_commit: after_commit.with_fault(CommitFault::exit_after_commit(
             config.fault_exit_after_commit,
         )),
+        mode: if config.init {
+            OpenMode::Init
+        } else {
+            OpenMode::Existing
+        },
     };
     let store = open_store(&config.store_url, options)
         .await
@@ -143,4 +151,96 @@ pub async fn open(
         None => store,
     };
     Ok((store, runtime))
+}
+
+/// How often an unreachable account service is asked again.
+const PAIRING_RETRY: Duration = Duration::from_millis(200);
+
+/// The store pairing check not finished at start (the account service did
+/// not answer in time): it goes on in the background.
+pub type PendingPairing = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Checks that `store` belongs with the account store the account service
+/// at `account_url` serves (see [`hts_dbkit::identity`]): records the
+/// account store's identity at the first start, refuses a different one
+/// afterwards.
+///
+/// Waits at most `timeout` for the account service to answer. If it does
+/// not, the order service still starts (queries need no account service,
+/// and no order can be placed while it is unreachable) and the check goes
+/// on in the background: the returned task ends with an error on a
+/// mismatch, and the server stops serving then. An account service too old
+/// to tell its identity is let through with a warning.
+pub async fn check_pairing(
+    store: Arc<dyn OrderStore>,
+    accounts: hts_account_client::AccountClient,
+    account_url: String,
+    timeout: Duration,
+) -> anyhow::Result<Option<PendingPairing>> {
+    let Some(identity) = store.identity() else {
+        return Ok(None);
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let answer = loop {
+        match accounts.store_identity().await {
+            Ok(answer) => break answer,
+            Err(hts_account_client::AccountError::Rejected(status))
+                if status.code() == tonic::Code::Unimplemented =>
+            {
+                tracing::warn!(account_service = %account_url,
+                    "the account service does not tell its store identity; store pairing not checked");
+                return Ok(None);
+            }
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(PAIRING_RETRY).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, account_service = %account_url,
+                    "account service unreachable at start; the store pairing is checked once it answers");
+                return Ok(Some(tokio::spawn(async move {
+                    let answer = loop {
+                        match accounts.store_identity().await {
+                            Ok(answer) => break answer,
+                            Err(_) => tokio::time::sleep(PAIRING_RETRY * 5).await,
+                        }
+                    };
+                    settle_pairing(&*store, identity, &account_url, answer).await
+                })));
+            }
+        }
+    };
+    settle_pairing(&*store, identity, &account_url, answer).await?;
+    Ok(None)
+}
+
+/// Compares (or records) the account store identity `answer`.
+async fn settle_pairing(
+    store: &dyn OrderStore,
+    identity: crate::store::StoreIdentity,
+    account_url: &str,
+    answer: hts_proto::v1::GetStoreIdentityResponse,
+) -> anyhow::Result<()> {
+    if answer.kind != "account-store" {
+        anyhow::bail!(
+            "the service at {account_url} reports a store of kind {:?}, not an account store",
+            answer.kind
+        );
+    }
+    let location = store.location();
+    let unpaired = hts_dbkit::identity::check_peer(
+        &location,
+        &identity,
+        "account store",
+        account_url,
+        &answer.store_id,
+    )?;
+    if unpaired {
+        store
+            .record_peer(&answer.store_id)
+            .await
+            .with_context(|| format!("recording the account store pairing in {location}"))?;
+        tracing::info!(order_store = %identity.store_id, account_store = %answer.store_id,
+            "order store paired with the account store");
+    }
+    Ok(())
 }

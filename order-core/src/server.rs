@@ -22,7 +22,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Opens the store, connects (lazily) to the account service, starts the
-/// pending-release retries and the orphan sweep, and serves `OrderService` plus the standard
+/// pending-release retry task and serves `OrderService` plus the standard
 /// gRPC health service on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -76,50 +76,135 @@ async fn serve_on(
     admin: Option<crate::admin::AdminOptions>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    prepare(config)
+        .await?
+        .serve(listeners, faults, admin, shutdown)
+        .await
+}
+
+/// An order service ready to serve: store opened, checked, migrated and
+/// paired with the account store; outbox running (its recovery has
+/// started). Made by [`prepare`]; a command announces "listening" only
+/// once it has one.
+pub struct PreparedOrderService {
+    config: OrderServiceConfig,
+    store: std::sync::Arc<dyn crate::store::OrderStore>,
+    outbox: crate::process::OutboxRuntime,
+    accounts: AccountClient,
+    pairing: Option<crate::process::PendingPairing>,
+}
+
+/// Opens the store of `config` (start-up checks, migrations), starts its
+/// outbox, and checks the store's pairing with the account service
+/// ([`crate::process::check_pairing`]). Every failure names its cause.
+pub async fn prepare(config: OrderServiceConfig) -> anyhow::Result<PreparedOrderService> {
     let (store, outbox) = crate::process::open(&config).await?;
     let accounts = AccountClient::connect_lazy_with(
         &config.account_service_url,
         config.account_client.clone(),
     )
     .context("configuring the account service client")?;
-    let _admin = match admin {
-        Some(options) => {
-            let state = std::sync::Arc::new(crate::admin::OrderAdmin::new(
-                store.clone(),
-                &config.account_service_url,
-                accounts.clone(),
-                options.prometheus,
-            )?);
-            Some(AbortOnDrop(tokio::spawn(async move {
-                if let Err(e) = crate::admin::serve(options.listener, state).await {
-                    tracing::error!(error = %e, "admin server failed");
-                }
-            })))
+    let pairing = crate::process::check_pairing(
+        store.clone(),
+        accounts.clone(),
+        config.account_service_url.clone(),
+        config.pairing_timeout,
+    )
+    .await?;
+    Ok(PreparedOrderService {
+        config,
+        store,
+        outbox,
+        accounts,
+        pairing,
+    })
+}
+
+impl PreparedOrderService {
+    /// Serves one order service on each of `listeners` (see [`serve_group`])
+    /// with `faults` and the optional `admin` surface until `shutdown`.
+    pub async fn serve(
+        self,
+        listeners: Vec<TcpListener>,
+        faults: std::sync::Arc<crate::fault::FaultInjector>,
+        admin: Option<crate::admin::AdminOptions>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            store,
+            outbox,
+            accounts,
+            pairing,
+        } = self;
+        // A pairing check still pending at start stops serving if it fails.
+        let (refused_tx, refused_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+        let _pairing = pairing.map(|task| {
+            AbortOnDrop(tokio::spawn(async move {
+                let failure = match task.await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e,
+                    Err(e) => anyhow::anyhow!("store pairing check failed: {e}"),
+                };
+                tracing::error!(error = %format!("{failure:#}"), "refusing to serve");
+                let _ = refused_tx.send(failure);
+            }))
+        });
+        let refused = futures::FutureExt::shared(Box::pin(async move {
+            match refused_rx.await {
+                Ok(e) => Some(std::sync::Arc::new(e)),
+                Err(_) => std::future::pending().await,
+            }
+        }));
+        let refused_wait = refused.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = refused_wait => {}
+            }
+        };
+        let _admin = match admin {
+            Some(options) => {
+                let state = std::sync::Arc::new(crate::admin::OrderAdmin::new(
+                    store.clone(),
+                    &config.account_service_url,
+                    accounts.clone(),
+                    options.prometheus,
+                )?);
+                Some(AbortOnDrop(tokio::spawn(async move {
+                    if let Err(e) = crate::admin::serve(options.listener, state).await {
+                        tracing::error!(error = %e, "admin server failed");
+                    }
+                })))
+            }
+            None => None,
+        };
+        let ctx = OrderContext { store, accounts };
+        let _retries = AbortOnDrop(tokio::spawn(run_release_retries(
+            ctx.clone(),
+            config.release_retry_interval,
+        )));
+        let _sweeps = AbortOnDrop(tokio::spawn(run_orphan_sweeps(
+            ctx.clone(),
+            config.orphan_sweep_interval,
+            config.orphan_grace(),
+        )));
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let servers = listeners.into_iter().map(|listener| {
+            let service = crate::fault::Faulty::new(
+                OrderGrpc::new(ctx.clone(), config.place_lanes),
+                std::sync::Arc::clone(&faults),
+            );
+            serve_one(listener, service, shutdown.clone())
+        });
+        let results = futures::future::join_all(servers).await;
+        // Graceful shutdown: publish what the fast path still holds.
+        outbox.shutdown().await;
+        if let Some(Some(e)) = futures::FutureExt::now_or_never(refused) {
+            anyhow::bail!("{e:#}");
         }
-        None => None,
-    };
-    let ctx = OrderContext { store, accounts };
-    let _retries = AbortOnDrop(tokio::spawn(run_release_retries(
-        ctx.clone(),
-        config.release_retry_interval,
-    )));
-    let _sweeps = AbortOnDrop(tokio::spawn(run_orphan_sweeps(
-        ctx.clone(),
-        config.orphan_sweep_interval,
-        config.orphan_grace(),
-    )));
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let servers = listeners.into_iter().map(|listener| {
-        let service = crate::fault::Faulty::new(
-            OrderGrpc::new(ctx.clone(), config.place_lanes),
-            std::sync::Arc::clone(&faults),
-        );
-        serve_one(listener, service, shutdown.clone())
-    });
-    let results = futures::future::join_all(servers).await;
-    // Graceful shutdown: publish what the fast path still holds.
-    outbox.shutdown().await;
-    results.into_iter().collect()
+        results.into_iter().collect()
+    }
 }
 
 /// Serves `service` and the standard health service on `listener` until

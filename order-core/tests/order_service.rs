@@ -65,6 +65,7 @@ async fn start_account(addr: SocketAddr, db: &Path) -> Server {
         seed_demo: true,
         db_pool_size: 4,
         lanes: hts_account_service::store::DEFAULT_LANES,
+        init: true,
     };
     let task = tokio::spawn(hts_account_service::serve(listener, config, async move {
         let _ = stopped.await;
@@ -78,6 +79,7 @@ async fn start_order(db: &Path, account: SocketAddr) -> Server {
     let (stop, stopped) = oneshot::channel::<()>();
     let config = OrderServiceConfig {
         release_retry_interval: Duration::from_millis(200),
+        init: true,
         ..OrderServiceConfig::new(
             format!("sqlite:{}", db.display()),
             format!("http://{account}"),

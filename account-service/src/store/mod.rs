@@ -18,6 +18,7 @@ use hts_dbkit::sqlite::SqliteDb;
 use hts_proto::v1::{AssetBalance, HeldReservation, ReleaseOutcome, ReserveOutcome};
 
 use book::{Corrupt, LedgerOp, LedgerOutcome};
+pub use hts_dbkit::identity::{OpenMode, StoreIdentity};
 pub(crate) use hts_dbkit::now_unix_ms;
 pub use hts_dbkit::StoreError;
 
@@ -30,6 +31,7 @@ pub const DEFAULT_LANES: usize = 4;
 #[derive(Clone)]
 pub struct AccountStore {
     backend: Backend,
+    identity: StoreIdentity,
 }
 
 #[derive(Clone)]
@@ -45,43 +47,71 @@ impl From<Corrupt> for StoreError {
 }
 
 impl AccountStore {
-    /// Opens (creating and migrating if needed) the SQLite store at
-    /// `sqlite:PATH`. Blocking: call from `spawn_blocking` or before the
-    /// runtime gets busy. See [`AccountStore::connect`] for any URL.
+    /// Opens (creating and migrating if needed: [`OpenMode::Init`]) the
+    /// SQLite store at `sqlite:PATH`. Blocking: call from `spawn_blocking`
+    /// or before the runtime gets busy. See [`AccountStore::open_with`] for
+    /// the start-up modes and [`AccountStore::connect`] for any URL.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let db = SqliteDb::open(url, "account-store-writer", schema::MIGRATIONS)?;
+        Self::open_with(url, OpenMode::Init)
+    }
+
+    /// Opens the SQLite store at `sqlite:PATH` after the start-up checks of
+    /// [`hts_dbkit::sqlite::SqliteDb::open_store`] (integrity, identity,
+    /// schema version; a missing store is created only in
+    /// [`OpenMode::Init`]). Blocking.
+    pub fn open_with(url: &str, mode: OpenMode) -> Result<Self, StoreError> {
+        let db = SqliteDb::open_store(
+            url,
+            "account-store-writer",
+            schema::MIGRATIONS,
+            schema::KIND,
+            mode,
+        )?;
+        let identity = db
+            .identity()
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("store identity not read".to_owned()))?;
         Ok(Self {
             backend: Backend::Sqlite(db),
+            identity,
         })
     }
 
     /// Opens the store at `url`: `sqlite:PATH`, or a PostgreSQL URL
     /// (`postgres://…`, several hosts allowed) with a pool of `pool_size`
-    /// connections and [`DEFAULT_LANES`] account lanes. Creates and
-    /// migrates the database.
+    /// connections and [`DEFAULT_LANES`] account lanes. Creates (as
+    /// [`OpenMode::Init`]) and migrates the database.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        Self::connect_with_lanes(url, pool_size, DEFAULT_LANES).await
+        Self::connect_with_lanes(url, pool_size, DEFAULT_LANES, OpenMode::Init).await
     }
 
     /// [`AccountStore::connect`] with `lanes` account lanes on PostgreSQL
     /// (at most one transaction in flight per lane; SQLite ignores it: its
-    /// writer thread is its one lane).
+    /// writer thread is its one lane), opened in `mode`: the store must
+    /// exist and hold its identity, or ([`OpenMode::Init`]) may be created.
     pub async fn connect_with_lanes(
         url: &str,
         pool_size: usize,
         lanes: usize,
+        mode: OpenMode,
     ) -> Result<Self, StoreError> {
         if hts_dbkit::pg::is_postgres_url(url) {
+            let (ledger, identity) =
+                postgres::PgLedger::connect(url, pool_size, lanes, mode).await?;
             return Ok(Self {
-                backend: Backend::Postgres(
-                    postgres::PgLedger::connect(url, pool_size, lanes).await?,
-                ),
+                backend: Backend::Postgres(ledger),
+                identity,
             });
         }
         let url = url.to_owned();
-        tokio::task::spawn_blocking(move || Self::open(&url))
+        tokio::task::spawn_blocking(move || Self::open_with(&url, mode))
             .await
             .map_err(|e| StoreError::ReadTask(e.to_string()))?
+    }
+
+    /// The identity of this store (see [`hts_dbkit::identity`]).
+    pub fn identity(&self) -> &StoreIdentity {
+        &self.identity
     }
 
     /// Decides and commits `ops`; one answer per operation, in order.

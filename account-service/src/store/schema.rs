@@ -2,6 +2,9 @@
 
 use hts_dbkit::sqlite::Migration;
 
+/// The kind recorded in the store identity (the same on PostgreSQL).
+pub(super) const KIND: &str = "account-store";
+
 /// Ordered migrations; a version is applied at most once per database.
 pub(super) const MIGRATIONS: &[Migration] = &[
     (

@@ -222,6 +222,7 @@ impl Ctx<'_> {
             name,
             &[
                 "account-service",
+                "--init",
                 "--listen",
                 "127.0.0.1:0",
                 "--store",
@@ -242,6 +243,7 @@ impl Ctx<'_> {
         let account_url = account.url();
         let mut args = vec![
             "order-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",
@@ -354,6 +356,7 @@ async fn direct_vs_gateway(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
         "account-service",
         &[
             "account-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",
@@ -367,6 +370,7 @@ async fn direct_vs_gateway(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
         "order-service",
         &[
             "order-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",

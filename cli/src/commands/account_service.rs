@@ -24,19 +24,28 @@ pub struct AccountServiceArgs {
     /// lane, each lane commits one batch at a time.
     #[arg(long, default_value_t = hts_account_service::store::DEFAULT_LANES)]
     pub lanes: usize,
+    /// Create the store if there is none yet (first start of a new
+    /// installation). Without it a missing or empty store is refused: a new
+    /// store would silently lose every balance and reservation.
+    #[arg(long)]
+    pub init: bool,
 }
 
 /// Runs the account service until SIGINT/SIGTERM.
 pub async fn run(args: AccountServiceArgs) -> anyhow::Result<ExitCode> {
     // Registered before the announcement, so an early SIGTERM drains.
     let shutdown = crate::shutdown::install()?;
-    let (listener, _) = super::bind_and_announce("account-service", &args.listen).await?;
+    let (listener, local) = super::bind("account-service", &args.listen).await?;
     let config = AccountServiceConfig {
         store_url: args.store,
         seed_demo: args.seed_demo,
         db_pool_size: args.db_pool_size,
         lanes: args.lanes,
+        init: args.init,
     };
-    hts_account_service::serve(listener, config, shutdown).await?;
+    // Announced only once the store is opened, checked and migrated.
+    let store = hts_account_service::open(&config).await?;
+    super::announce("account-service", local);
+    hts_account_service::serve_store(listener, store, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,9 @@
 //! `hts demo`: the whole system in one process on the embedded SQLite store.
 //!
-//! Starts the account service (seeded with the demo accounts), three order
-//! services sharing one order store (one writer thread), and the gateway, all talking real gRPC
+//! Opens and checks both stores (creating them on the first run, when the
+//! data directory holds neither), then starts the account service (seeded
+//! with the demo accounts), three order services sharing one order store
+//! (one writer thread), and the gateway, all talking real gRPC
 //! over loopback; then places a sample order through the gateway's TCP
 //! protocol and keeps serving until Ctrl-C or SIGTERM, when it drains the
 //! gateway first and the backends after it.
@@ -40,7 +42,15 @@ pub struct DemoArgs {
     /// (default: the gateway's own, 50 ms).
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
+    /// Create the stores if missing. Implied on the first run, when the
+    /// data directory holds neither store; otherwise a missing, empty,
+    /// damaged or swapped store stops the demo at start, naming it.
+    #[arg(long)]
+    pub init: bool,
 }
+
+/// The store files of the demo, in its data directory.
+const STORE_FILES: [&str; 2] = ["accounts.db", "orders.db"];
 
 type ServiceTask = JoinHandle<anyhow::Result<()>>;
 
@@ -57,15 +67,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let backends_stop = CancellationToken::new();
     let mut backend_tasks: Vec<ServiceTask> = Vec::new();
 
+    let first_run = STORE_FILES
+        .iter()
+        .all(|file| !args.data_dir.join(file).exists());
+    let init = args.init || first_run;
+    if first_run {
+        println!(
+            "First run: creating new stores in {}",
+            args.data_dir.display()
+        );
+    }
+
+    // The stores are opened and checked before anything serves, so a
+    // damaged, missing or swapped store stops the demo at once, naming it.
     let account_listener = TcpListener::bind("127.0.0.1:0").await?;
     let account_url = format!("http://{}", account_listener.local_addr()?);
     let account_config = AccountServiceConfig {
         seed_demo: true,
+        init,
         ..AccountServiceConfig::new(sqlite_url(&args.data_dir, "accounts.db"))
     };
-    backend_tasks.push(tokio::spawn(hts_account_service::serve(
+    let account_store = hts_account_service::open(&account_config).await?;
+    backend_tasks.push(tokio::spawn(hts_account_service::serve_store(
         account_listener,
-        account_config,
+        account_store,
         backends_stop.clone().cancelled_owned(),
     )));
 
@@ -80,11 +105,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // contending for the SQLite file's lock from one process.
     let config = OrderServiceConfig {
         release_retry_interval: Duration::from_secs(1),
+        init,
+        pairing_timeout: Duration::from_secs(5),
         ..OrderServiceConfig::new(sqlite_url(&args.data_dir, "orders.db"), account_url.clone())
     };
-    backend_tasks.push(tokio::spawn(hts_order_core::serve_group(
+    let prepared = match hts_order_core::prepare(config).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            backends_stop.cancel();
+            return Err(e);
+        }
+    };
+    backend_tasks.push(tokio::spawn(prepared.serve(
         backend_listeners,
-        config,
+        hts_order_core::fault::FaultInjector::new(Default::default()),
+        None,
         backends_stop.clone().cancelled_owned(),
     )));
 

@@ -134,6 +134,18 @@ pub struct OrderServiceArgs {
     /// polled every 100 ms so faults can change while serving.
     #[arg(long)]
     pub fault_file: Option<std::path::PathBuf>,
+    /// Create the order store if there is none yet (first start of a new
+    /// installation). Without it a missing or empty store is refused: a new
+    /// store would answer every old order NOT_FOUND and place a second order
+    /// for a re-sent request_id.
+    #[arg(long)]
+    pub init: bool,
+    /// Longest wait at start for the account service to tell its store
+    /// identity (the order store records it at the first start and refuses
+    /// another account store later); past it the service starts and checks
+    /// in the background, stopping if the check fails.
+    #[arg(long, default_value_t = 2_000)]
+    pub pairing_timeout_ms: u64,
 }
 
 impl OrderServiceArgs {
@@ -159,6 +171,8 @@ impl OrderServiceArgs {
         config.db_pool_size = self.db_pool_size;
         config.place_lanes = self.place_lanes.max(1);
         config.fault_exit_after_commit = self.fault_exit_after_commit;
+        config.init = self.init;
+        config.pairing_timeout = Duration::from_millis(self.pairing_timeout_ms);
         config.cache = self
             .redis_url
             .as_ref()
@@ -213,8 +227,9 @@ impl OrderServiceArgs {
 pub async fn run(args: OrderServiceArgs) -> anyhow::Result<ExitCode> {
     // Registered before the announcement, so an early SIGTERM drains.
     let shutdown = crate::shutdown::install()?;
-    let (listener, _) = super::bind_and_announce("order-service", &args.listen).await?;
+    let (listener, local) = super::bind("order-service", &args.listen).await?;
     if args.echo {
+        super::announce("order-service", local);
         hts_order_core::serve_echo(listener, shutdown).await?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -228,9 +243,11 @@ pub async fn run(args: OrderServiceArgs) -> anyhow::Result<ExitCode> {
     if faults.get().is_active() || args.fault_file.is_some() {
         tracing::warn!(faults = ?faults.get(), "fault injection is enabled");
     }
+    let mut admin_addr = None;
     let admin = match &args.admin_listen {
         Some(addr) => {
-            let (listener, _) = super::bind_and_announce("order-service-admin", addr).await?;
+            let (listener, local) = super::bind("order-service-admin", addr).await?;
+            admin_addr = Some(local);
             let prometheus = crate::metrics::install(&[])?;
             Some(hts_order_core::admin::AdminOptions {
                 listener,
@@ -239,6 +256,14 @@ pub async fn run(args: OrderServiceArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    hts_order_core::serve_with_admin(listener, args.config(), faults, admin, shutdown).await?;
+    // Announced only once the store is opened, checked, migrated and paired.
+    let prepared = hts_order_core::prepare(args.config()).await?;
+    super::announce("order-service", local);
+    if let Some(addr) = admin_addr {
+        super::announce("order-service-admin", addr);
+    }
+    prepared
+        .serve(vec![listener], faults, admin, shutdown)
+        .await?;
     Ok(ExitCode::SUCCESS)
 }

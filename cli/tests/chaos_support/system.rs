@@ -88,7 +88,7 @@ pub struct OrderService {
 impl OrderService {
     fn spawn(wrapper: &[String], flags: &Flags) -> (Proc, Option<SocketAddr>) {
         let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-        let mut args = vec!["order-service".to_owned()];
+        let mut args = vec!["order-service".to_owned(), "--init".to_owned()];
         args.extend(flags.to_args());
         let mut proc = Proc::spawn_wrapped(&wrapper, &args, &[("RUST_LOG", log_level().as_str())]);
         let admin = flags.get("--admin-listen").map(|_| {
@@ -334,7 +334,7 @@ impl System {
 }
 
 fn spawn_account(flags: &Flags) -> Proc {
-    let mut args = vec!["account-service".to_owned()];
+    let mut args = vec!["account-service".to_owned(), "--init".to_owned()];
     args.extend(flags.to_args());
     Proc::spawn_with_env(&args, &[("RUST_LOG", log_level().as_str())])
 }

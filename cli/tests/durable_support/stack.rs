@@ -22,6 +22,7 @@ pub struct Stack {
 pub fn order_service(store: &str, account_url: &str, extra: &[&str]) -> Proc {
     let mut args = vec![
         "order-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",
@@ -49,6 +50,7 @@ impl Stack {
         let sqlite = format!("sqlite:{}", dir.path().join("accounts.db").display());
         let account = Proc::spawn(&[
             "account-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",

@@ -42,6 +42,7 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let account = Service::spawn(&strings(&[
             "account-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",
@@ -175,6 +176,7 @@ fn write_gateway_config(dir: &Path, backends: &[String]) {
 fn spawn_order_service(dir: &Path, account_url: &str, i: usize) -> Service {
     Service::spawn(&strings(&[
         "order-service",
+        "--init",
         "--listen",
         "127.0.0.1:0",
         "--store",
@@ -386,6 +388,7 @@ pub fn assert_exactly_once(cluster: &Cluster, account: &str, expected: &[String]
 pub fn account_service(dir: &std::path::Path, listen: &str) -> Service {
     Service::spawn(&strings(&[
         "account-service",
+        "--init",
         "--listen",
         listen,
         "--store",

@@ -235,6 +235,7 @@ impl Cluster {
         let account_store = format!("sqlite:{}", dir.path().join("accounts.db").display());
         let account = Proc::spawn(&[
             "account-service",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--store",
@@ -247,6 +248,7 @@ impl Cluster {
             .map(|_| {
                 Proc::spawn(&[
                     "order-service",
+                    "--init",
                     "--listen",
                     "127.0.0.1:0",
                     "--store",

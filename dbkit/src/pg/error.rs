@@ -6,9 +6,11 @@ pub enum PgError {
     /// The connection string could not be parsed.
     #[error("invalid postgres connection string: {0}")]
     Config(String),
-    /// The database (or the connection to it) reported an error.
+    /// The database (or the connection to it) reported an error. Its
+    /// message carries the whole cause (server message, or the I/O error of
+    /// the connection), so it is not also chained as a source.
     #[error("postgres error: {}", db_detail(.0))]
-    Db(#[from] tokio_postgres::Error),
+    Db(tokio_postgres::Error),
     /// No connection could be taken from the pool.
     #[error("postgres pool: {0}")]
     Pool(String),
@@ -22,12 +24,22 @@ pub enum PgError {
     },
 }
 
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        PgError::Db(e)
+    }
+}
+
 /// The error with the server's SQLSTATE and message when there is one
-/// (`tokio_postgres::Error` alone displays just "db error").
+/// (`tokio_postgres::Error` alone displays just "db error"), else with its
+/// underlying cause ("error connecting to server: Connection refused").
 fn db_detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}): {}", e, db.code().code(), db.message()),
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 

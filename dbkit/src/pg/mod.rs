@@ -3,8 +3,11 @@
 //! * [`pool`] — a connection pool from a (multi-host) connection string.
 //! * [`retry`] — classification of transient errors and retry with backoff.
 //! * [`migrate`](mod@migrate) — versioned, once-only schema migrations.
+//! * [`identity`](mod@identity) — store identity and schema version, checked
+//!   at start.
 
 pub mod error;
+pub mod identity;
 pub mod migrate;
 pub mod pool;
 pub mod retry;

@@ -175,7 +175,7 @@ fn many_stores_opening_one_new_file_at_once_all_succeed() {
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
                     barrier.wait();
-                    open_and_migrate(&path, MIGRATIONS).map(|_| ())
+                    open_and_migrate(&path, MIGRATIONS, None).map(|_| ())
                 })
             })
             .collect();
@@ -184,5 +184,95 @@ fn many_stores_opening_one_new_file_at_once_all_succeed() {
                 .unwrap()
                 .unwrap_or_else(|e| panic!("round {round}: {e}"));
         }
+    }
+}
+
+mod start_checks {
+    use super::super::SqliteDb;
+    use crate::identity::OpenMode;
+    use crate::StoreError;
+
+    const M: &[(i64, &str)] = &[(1, "CREATE TABLE t (x INTEGER)")];
+
+    fn open(path: &std::path::Path, kind: &str, mode: OpenMode) -> Result<SqliteDb, StoreError> {
+        SqliteDb::open_store(&format!("sqlite:{}", path.display()), "w", M, kind, mode)
+    }
+
+    #[test]
+    fn init_creates_an_identity_that_later_starts_find() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let created = open(&path, "k", OpenMode::Init).unwrap();
+        let id = created.identity().unwrap().clone();
+        drop(created);
+        let again = open(&path, "k", OpenMode::Existing).unwrap();
+        assert_eq!(again.identity(), Some(&id));
+        let init_again = open(&path, "k", OpenMode::Init).unwrap();
+        assert_eq!(init_again.identity(), Some(&id), "--init never replaces");
+    }
+
+    #[test]
+    fn missing_and_empty_files_are_refused_without_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let missing = open(&path, "k", OpenMode::Existing).err().unwrap();
+        assert!(matches!(missing, StoreError::Missing { .. }), "{missing}");
+        assert!(!path.exists(), "not created");
+        std::fs::write(&path, b"").unwrap();
+        let empty = open(&path, "k", OpenMode::Existing).err().unwrap();
+        assert!(matches!(empty, StoreError::Uninitialised { .. }), "{empty}");
+        assert!(empty.to_string().contains(&path.display().to_string()));
+    }
+
+    #[test]
+    fn another_kind_a_foreign_database_and_a_newer_schema_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(open(&path, "order-store", OpenMode::Init).unwrap());
+        let kind = open(&path, "account-store", OpenMode::Existing)
+            .err()
+            .unwrap();
+        assert!(matches!(kind, StoreError::WrongKind { .. }), "{kind}");
+
+        let foreign = dir.path().join("f.db");
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE other (y)").unwrap();
+        drop(conn);
+        let err = open(&foreign, "k", OpenMode::Init).err().unwrap();
+        assert!(matches!(err, StoreError::Uninitialised { .. }), "{err}");
+
+        let newer = dir.path().join("n.db");
+        drop(open(&newer, "k", OpenMode::Init).unwrap());
+        let conn = rusqlite::Connection::open(&newer).unwrap();
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 0)", [])
+            .unwrap();
+        drop(conn);
+        let err = open(&newer, "k", OpenMode::Existing).err().unwrap();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_store_migrated_before_identities_gets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = SqliteDb::open_path(path.clone(), "w", M).unwrap();
+        drop(old);
+        let adopted = open(&path, "k", OpenMode::Existing).unwrap();
+        assert!(adopted.identity().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_peer_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let db = open(&path, "k", OpenMode::Init).unwrap();
+        db.record_peer("A").await.unwrap();
+        db.record_peer("B").await.unwrap();
+        drop(db);
+        let again = open(&path, "k", OpenMode::Existing).unwrap();
+        assert_eq!(again.identity().unwrap().peer_id.as_deref(), Some("A"));
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::outbox::{AfterCommit, OutboxConfig, OutboxStore};
 
 pub use cached::CachedOrderStore;
+pub use hts_dbkit::identity::{OpenMode, StoreIdentity};
 pub(crate) use hts_dbkit::now_unix_ms;
 pub use hts_dbkit::StoreError;
 pub use postgres::PgOrderStore;
@@ -30,6 +31,8 @@ pub struct StoreOptions {
     pub events_topic: String,
     /// Receives the events of every commit (the fast path).
     pub after_commit: AfterCommit,
+    /// Whether a missing store may be created (`--init`) or must exist.
+    pub mode: OpenMode,
 }
 
 impl Default for StoreOptions {
@@ -38,6 +41,7 @@ impl Default for StoreOptions {
             pool_size: hts_dbkit::pg::DEFAULT_POOL_SIZE,
             events_topic: OutboxConfig::DEFAULT_TOPIC.to_owned(),
             after_commit: AfterCommit::none(),
+            mode: OpenMode::Init,
         }
     }
 }
@@ -96,11 +100,31 @@ pub trait OrderStore: OutboxStore + Send + Sync {
 
     /// Marks the release of `reservation_id` as done (idempotent).
     async fn complete_release(&self, reservation_id: &str) -> Result<(), StoreError>;
+
+    /// The identity read when the store was opened (see
+    /// [`hts_dbkit::identity`]); `None` for stores without one.
+    fn identity(&self) -> Option<StoreIdentity> {
+        None
+    }
+
+    /// Where the store lives, for messages: the file, or the redacted URL.
+    fn location(&self) -> String {
+        String::new()
+    }
+
+    /// Records `account_store_id` as the account store this order store is
+    /// paired with, unless one is recorded already.
+    async fn record_peer(&self, account_store_id: &str) -> Result<(), StoreError> {
+        let _ = account_store_id;
+        Ok(())
+    }
 }
 
 /// Opens the store named by `url`: `sqlite:PATH`, or a PostgreSQL URL
 /// (`postgres://…`, several hosts allowed); other schemes are rejected with
-/// [`StoreError::UnsupportedUrl`]. Creates and migrates the database.
+/// [`StoreError::UnsupportedUrl`]. Runs the start-up checks of
+/// [`hts_dbkit::identity`] (integrity, identity, schema version), creating
+/// the store only in [`OpenMode::Init`], then migrates the database.
 pub async fn open_store(
     url: &str,
     options: StoreOptions,

@@ -18,7 +18,7 @@ use hts_dbkit::pg::{retry_transient, RetryPolicy};
 use hts_proto::v1::{AssetBalance, HeldReservation};
 
 use super::book::{LedgerOp, LedgerOutcome};
-use super::StoreError;
+use super::{OpenMode, StoreError, StoreIdentity};
 
 /// Most calls' operations (each call's share of a lane) decided by one
 /// transaction.
@@ -66,14 +66,37 @@ async fn run_batch(pool: &Pool, retry: RetryPolicy, calls: Vec<Vec<LedgerOp>>) -
 }
 
 impl PgLedger {
-    /// Connects, migrates and starts `lanes` account lanes.
+    /// Connects, checks the store identity and schema version (creating
+    /// the store only in [`OpenMode::Init`]), migrates and starts `lanes`
+    /// account lanes.
     pub(crate) async fn connect(
         url: &str,
         pool_size: usize,
         lanes: usize,
-    ) -> Result<Self, StoreError> {
+        mode: OpenMode,
+    ) -> Result<(Self, StoreIdentity), StoreError> {
         let pool = hts_dbkit::pg::connect_pool(url, pool_size)?;
         let retry = RetryPolicy::default();
+        let location = hts_dbkit::redact_url(url);
+        let supported = schema::MIGRATIONS
+            .iter()
+            .map(|(v, _)| *v)
+            .max()
+            .unwrap_or(0);
+        let identity = {
+            let mut client = retry_transient(hts_dbkit::pg::identity::START_RETRY, || async {
+                Ok::<_, hts_dbkit::pg::PgError>(pool.get().await?)
+            })
+            .await?;
+            hts_dbkit::pg::identity::ensure_identity(
+                &mut client,
+                &location,
+                schema::COMPONENT,
+                mode,
+                supported,
+            )
+            .await?
+        };
         retry_transient(retry, || async {
             let mut client = pool.get().await?;
             hts_dbkit::pg::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
@@ -84,7 +107,7 @@ impl PgLedger {
             let pool = batch_pool.clone();
             Box::pin(async move { run_batch(&pool, retry, ops).await })
         });
-        Ok(Self { pool, retry, lanes })
+        Ok((Self { pool, retry, lanes }, identity))
     }
 
     /// Decides `ops` on their accounts' lanes, one unit per lane (so one

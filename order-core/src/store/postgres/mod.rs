@@ -35,17 +35,43 @@ use crate::outbox::{AfterCommit, DlqPolicy, EventSink, OutboxStats, OutboxStore,
 #[derive(Clone)]
 pub struct PgOrderStore {
     pool: Pool,
+    location: String,
+    identity: hts_dbkit::identity::StoreIdentity,
     retry: RetryPolicy,
     topic: String,
     after_commit: AfterCommit,
 }
 
 impl PgOrderStore {
-    /// Connects to `url` and applies pending migrations. Must run inside a
-    /// Tokio runtime.
+    /// Connects to `url`, checks the store identity and schema version
+    /// ([`hts_dbkit::pg::identity`], creating the store only in
+    /// `options.mode` [`OpenMode::Init`]) and applies pending migrations.
+    /// Must run inside a Tokio runtime.
+    ///
+    /// [`OpenMode::Init`]: hts_dbkit::identity::OpenMode::Init
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let pool = hts_dbkit::pg::connect_pool(url, options.pool_size)?;
         let retry = RetryPolicy::default();
+        let location = hts_dbkit::redact_url(url);
+        let supported = schema::MIGRATIONS
+            .iter()
+            .map(|(v, _)| *v)
+            .max()
+            .unwrap_or(0);
+        let identity = {
+            let mut client = retry_transient(hts_dbkit::pg::identity::START_RETRY, || async {
+                Ok::<_, hts_dbkit::pg::PgError>(pool.get().await?)
+            })
+            .await?;
+            hts_dbkit::pg::identity::ensure_identity(
+                &mut client,
+                &location,
+                schema::COMPONENT,
+                options.mode,
+                supported,
+            )
+            .await?
+        };
         retry_transient(retry, || async {
             let mut client = pool.get().await?;
             hts_dbkit::pg::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
@@ -53,6 +79,8 @@ impl PgOrderStore {
         .await?;
         Ok(Self {
             pool,
+            location,
+            identity,
             retry,
             topic: options.events_topic,
             after_commit: options.after_commit,
@@ -143,6 +171,22 @@ impl OrderStore for PgOrderStore {
     async fn complete_release(&self, reservation_id: &str) -> Result<(), StoreError> {
         Ok(retry_transient(self.retry, || {
             queries::complete_release(&self.pool, reservation_id)
+        })
+        .await?)
+    }
+
+    fn identity(&self) -> Option<hts_dbkit::identity::StoreIdentity> {
+        Some(self.identity.clone())
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn record_peer(&self, account_store_id: &str) -> Result<(), StoreError> {
+        Ok(retry_transient(self.retry, || async {
+            let client = self.pool.get().await?;
+            hts_dbkit::pg::identity::record_peer(&client, schema::COMPONENT, account_store_id).await
         })
         .await?)
     }

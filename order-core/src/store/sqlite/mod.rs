@@ -34,15 +34,24 @@ pub struct SqliteOrderStore {
 }
 
 impl SqliteOrderStore {
-    /// Opens (creating and migrating if needed) the store at `sqlite:PATH`
-    /// with default options. Blocking.
+    /// Opens (creating and migrating if needed: [`OpenMode::Init`]) the
+    /// store at `sqlite:PATH` with default options. Blocking.
+    ///
+    /// [`OpenMode::Init`]: hts_dbkit::identity::OpenMode::Init
     pub fn open(url: &str) -> Result<Self, StoreError> {
         Self::open_with(url, StoreOptions::default())
     }
 
-    /// Opens the store at `sqlite:PATH` with `options`. Blocking.
+    /// Opens the store at `sqlite:PATH` with `options`, after the start-up
+    /// checks of [`SqliteDb::open_store`]. Blocking.
     pub fn open_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let db = SqliteDb::open(url, "order-store-writer", schema::MIGRATIONS)?;
+        let db = SqliteDb::open_store(
+            url,
+            "order-store-writer",
+            schema::MIGRATIONS,
+            schema::KIND,
+            options.mode,
+        )?;
         Ok(Self {
             db,
             topic: options.events_topic,
@@ -124,6 +133,18 @@ impl OrderStore for SqliteOrderStore {
         self.db
             .write(move |conn| queries::complete_release(conn, &reservation_id))
             .await
+    }
+
+    fn identity(&self) -> Option<hts_dbkit::identity::StoreIdentity> {
+        self.db.identity().cloned()
+    }
+
+    fn location(&self) -> String {
+        self.db.path().display().to_string()
+    }
+
+    async fn record_peer(&self, account_store_id: &str) -> Result<(), StoreError> {
+        self.db.record_peer(account_store_id).await
     }
 }
 
