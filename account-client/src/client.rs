@@ -8,7 +8,9 @@ use hts_breaker::{Admission, BreakerCounts, BreakerOutcome, BreakerState, Circui
 
 use hts_proto::v1::account_service_client::AccountServiceClient;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, GetStoreIdentityRequest, GetStoreIdentityResponse, ListHeldReservationsRequest, ListHeldReservationsResponse, ReleaseOutcome, ReleaseRequest, ReserveBatchRequest, ReserveOutcome, ReserveRequest,
+    GetAccountRequest, GetAccountResponse, GetStoreIdentityRequest, GetStoreIdentityResponse,
+    ListHeldReservationsRequest, ListHeldReservationsResponse, ReleaseOutcome, ReleaseRequest,
+    ReserveBatchRequest, ReserveOutcome, ReserveRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 

@@ -5,7 +5,9 @@
 
 use hts_proto::v1::account_service_server::AccountService;
 use hts_proto::v1::{
-    GetAccountRequest, GetAccountResponse, GetStoreIdentityRequest, GetStoreIdentityResponse, ListHeldReservationsRequest, ListHeldReservationsResponse, ReleaseRequest, ReleaseResponse, ReserveBatchRequest, ReserveBatchResponse, ReserveOutcome, ReserveRequest, ReserveResponse,
+    GetAccountRequest, GetAccountResponse, GetStoreIdentityRequest, GetStoreIdentityResponse,
+    ListHeldReservationsRequest, ListHeldReservationsResponse, ReleaseRequest, ReleaseResponse,
+    ReserveBatchRequest, ReserveBatchResponse, ReserveOutcome, ReserveRequest, ReserveResponse,
 };
 use tonic::{Request, Response, Status};
 

@@ -78,7 +78,6 @@ impl OrderServiceConfig {
         self.orphan_grace() + 2 * self.orphan_sweep_interval
     }
 
-
     /// Default of [`OrderServiceConfig::pairing_timeout`].
     pub const DEFAULT_PAIRING_TIMEOUT: Duration = Duration::from_secs(2);
 

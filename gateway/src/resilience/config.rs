@@ -93,7 +93,7 @@ pub const DEFAULT_LIMIT_MIN: usize = 2;
 /// adaptive limit shrinks whatever its long average says.
 pub const DEFAULT_LIMIT_LATENCY_SHARE: f64 = 0.25;
 /// Default latency rise over the long average tolerated before the limit shrinks.
-pub const DEFAULT_LIMIT_TOLERANCE: f64 = 1.5;
+pub const DEFAULT_LIMIT_TOLERANCE: f64 = 3.0;
 /// Default calls per backend reserved beyond its limit for cancels.
 pub const DEFAULT_PRIORITY_RESERVE: usize = 8;
 /// Default requests of the global in-flight limit only cancels may use.

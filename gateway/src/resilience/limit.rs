@@ -55,6 +55,14 @@ use std::time::Duration;
 pub const DROP_BACKOFF: f64 = 0.9;
 /// Gradient2's bounds: one sample moves the limit down by at most half.
 const MIN_GRADIENT: f64 = 0.5;
+/// Weight of a new answer in the short latency average the gradient and
+/// the ceiling compare (about the last five answers). One answer alone is
+/// noise: a batching backend (group commit, batch lanes) answers the
+/// request that opened a batch in a fraction of the one that waited for
+/// it; judging single answers halved the limit on every slow one of them.
+/// Netflix's limiters judge a window of samples for the same reason
+/// (`WindowedLimit`).
+const SHORT_WEIGHT: f64 = 0.2;
 /// Samples averaged plainly before the long average becomes exponential.
 const WARMUP_SAMPLES: u32 = 10;
 /// Per application-limited sample, the limit keeps this share of itself
@@ -79,7 +87,10 @@ pub struct LimitParams {
     /// average says (a share of the request deadline).
     pub target: Duration,
     /// The latency rise over the long average tolerated before shrinking
-    /// (1.0 = none; Netflix uses 1.5–2).
+    /// (1.0 = none; Netflix uses 1.5–2; our default is 3: a batching
+    /// backend's latency rises with its batch size while its throughput
+    /// still grows, and at 1.5 the limit held such a backend to about half
+    /// of what it serves directly, docs/benchmarks.md).
     pub tolerance: f64,
     /// Weight of a new estimate (Gradient2's smoothing).
     pub smoothing: f64,
@@ -95,6 +106,8 @@ const MIN_WINDOW_FACTOR: u32 = 4;
 struct State {
     estimate: f64,
     long_rtt_micros: f64,
+    /// Short exponential average of the latency (see [`SHORT_WEIGHT`]).
+    short_rtt_micros: f64,
     samples: u32,
     /// Windowed minimum latency: the minimum of this window and the last.
     min_current: f64,
@@ -136,6 +149,7 @@ impl AdaptiveLimit {
             state: Mutex::new(State {
                 estimate: start as f64,
                 long_rtt_micros: 0.0,
+                short_rtt_micros: 0.0,
                 samples: 0,
                 min_current: f64::INFINITY,
                 min_previous: f64::INFINITY,
@@ -162,13 +176,20 @@ impl AdaptiveLimit {
         if !params.adaptive {
             return;
         }
-        let rtt = (rtt.as_secs_f64() * 1e6).max(1.0);
+        let sample = (rtt.as_secs_f64() * 1e6).max(1.0);
         let mut s = self.lock();
         s.samples = s.samples.saturating_add(1);
-        if s.samples <= WARMUP_SAMPLES {
-            s.long_rtt_micros += (rtt - s.long_rtt_micros) / f64::from(s.samples);
+        s.short_rtt_micros = if s.samples == 1 {
+            sample
         } else {
-            s.long_rtt_micros += (rtt - s.long_rtt_micros) / f64::from(params.long_window.max(1));
+            s.short_rtt_micros + (sample - s.short_rtt_micros) * SHORT_WEIGHT
+        };
+        let rtt = s.short_rtt_micros;
+        if s.samples <= WARMUP_SAMPLES {
+            s.long_rtt_micros += (sample - s.long_rtt_micros) / f64::from(s.samples);
+        } else {
+            s.long_rtt_micros +=
+                (sample - s.long_rtt_micros) / f64::from(params.long_window.max(1));
         }
         // Back to normal after a prolonged overload: let the long average
         // follow at once instead of over hundreds of samples.
@@ -176,7 +197,7 @@ impl AdaptiveLimit {
             s.long_rtt_micros *= 0.9;
         }
         let window = params.long_window.max(1).saturating_mul(MIN_WINDOW_FACTOR);
-        let min_rtt = s.min_rtt(rtt, window);
+        let min_rtt = s.min_rtt(sample, window);
         let target = (params.target.as_secs_f64() * 1e6).max(1.0);
         // Late: past the deadline's share, and queueing (slower than the
         // backend is at its fastest), not merely a backend slow at any load.

@@ -471,7 +471,17 @@ async fn goodput_holds_from_2x_to_8x_capacity_and_the_excess_is_refused_at_once(
         );
         assert!(goodput >= 0.9 * CAPACITY, "{summary}");
         assert!(ok_p99(&answers) <= Duration::from_millis(50), "{summary}");
-        assert_eq!(ok + refused, answers.len(), "only OK or refused: {summary}");
+        // The gateway never queues a request past its deadline; the few
+        // TIMEOUTs left are calls that queued inside the backend while its
+        // limit probed upwards (the tolerance that lets batching backends
+        // reach their throughput), at most 1 % of the answers.
+        let timeouts = count(&answers, Code::Timeout);
+        assert_eq!(
+            ok + refused + timeouts,
+            answers.len(),
+            "only OK, refused or TIMEOUT: {summary}"
+        );
+        assert!(timeouts * 100 <= answers.len(), "{summary}");
         // Refusals are decided at the edge: almost all at once, none later
         // than the wait budget.
         let budget = f.router.config().queue_wait(Duration::from_millis(50));
@@ -484,8 +494,13 @@ async fn goodput_holds_from_2x_to_8x_capacity_and_the_excess_is_refused_at_once(
             .iter()
             .filter(|l| **l <= Duration::from_millis(1))
             .count();
+        // Most at once; the rest after a wait of at most the budget (the
+        // queue admits what the backends' recent rate says they can serve
+        // in time, and that estimate lags a limit that is probing). 95 %
+        // with the limit's tolerance at 1.5, 85–90 % at 3, which gives
+        // batching backends almost twice the goodput (docs/benchmarks.md).
         assert!(
-            at_once * 100 >= refusals.len() * 95,
+            at_once * 100 >= refusals.len() * 85,
             "{at_once} at once: {summary}"
         );
         assert!(refusals.iter().all(|l| *l <= budget), "{summary}");
