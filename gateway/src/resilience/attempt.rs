@@ -85,8 +85,15 @@ pub async fn run(
         elapsed,
         matches!(outcome, CallOutcome::Answered | CallOutcome::Timeout),
     );
-    let timeout_is_failure =
-        outcome == CallOutcome::Timeout && set.is_slow_outlier(lease.backend(), clock::now());
+    // A timeout is this backend's failure only when it is slow while its
+    // peers are not, and not while the pool is saturated (requests wait
+    // for room, or every backend is at its limit): then and its slowness is the pool's load (a
+    // shared store's writer), which the adaptive limit answers, not the
+    // breaker.
+    let now = clock::now();
+    let timeout_is_failure = outcome == CallOutcome::Timeout
+        && !set.saturated(now)
+        && set.is_slow_outlier(lease.backend(), now);
     let overloaded = matches!(&result, Ok(r) if r.code() == Code::ServiceUnavailable as i32);
     lease.finish(Ended {
         outcome,

@@ -138,6 +138,17 @@ impl BackendSet {
         (in_flight, limits, self.served.per_sec(now))
     }
 
+    /// Whether the pool is saturated: requests wait for room, or the
+    /// healthy backends together are at their limits. A timeout then says
+    /// the pool is loaded, not that one backend is broken.
+    pub fn saturated(&self, now: Instant) -> bool {
+        if self.waiting.has_waiters() {
+            return true;
+        }
+        let (in_flight, limits, _) = self.load(now);
+        limits > 0 && in_flight >= limits
+    }
+
     /// Whether calls are in flight and none ended for a while — twice the
     /// latency the backends show at their limits, at least `at_least` and
     /// [`crate::resilience::throughput::STALL`] (hung backends: waiting for
@@ -160,14 +171,25 @@ impl BackendSet {
     }
 
     /// Whether `backend` is slow while its peers are not (see
-    /// [`SLOW_OUTLIER_FACTOR`]); without an active peer to compare with, no.
+    /// [`SLOW_OUTLIER_FACTOR`]); peers are the backends taking traffic
+    /// (breaker not open, healthy); without one to compare with, no.
     pub fn is_slow_outlier(&self, backend: &Backend, now: Instant) -> bool {
         let half_life = self.params().balance.ewma_half_life;
         let mut peers: Vec<f64> = self
             .table
             .load()
             .iter()
-            .filter(|b| b.id() != backend.id() && !b.is_draining() && !b.is_removed())
+            // Peers that take traffic: an open or unhealthy backend's
+            // latency average fades while it gets no calls, and comparing
+            // with it made the last serving backend look slow, so pure
+            // overload opened every breaker one after another.
+            .filter(|b| {
+                b.id() != backend.id()
+                    && !b.is_draining()
+                    && !b.is_removed()
+                    && b.breaker().state(now) != BreakerState::Open
+                    && b.health().is_healthy(now)
+            })
             .map(|b| b.ewma_micros(now, half_life))
             .collect();
         if peers.is_empty() {
