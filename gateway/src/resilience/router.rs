@@ -468,11 +468,21 @@ impl Router {
         let mut retries = 0u32;
         // The answer of the last retryable failure, if nothing better comes.
         let mut last: Option<BackendReply> = None;
+        // The answer of an attempt that may have been carried out without
+        // answering (timed out, connection broken): once there is one, the
+        // client's final answer — unless a later attempt gives the definite
+        // one — is "outcome unknown", never a refusal saying "not placed".
+        let mut unknown: Option<BackendReply> = None;
+        let settle = |reply: BackendReply, unknown: &mut Option<BackendReply>| {
+            unknown.take().unwrap_or(reply)
+        };
         loop {
             tokio::select! {
                 biased;
                 Some(done) = running.next() => {
                     hedge_armed = false;
+                    let ambiguous = matches!(&done.result, Err(e) if e.is_ambiguous());
+                    let answered = done.result.is_ok();
                     let reply = done
                         .result
                         .unwrap_or_else(|e| call.request.failure(e.code(), e.message(self.request_timeout)));
@@ -480,7 +490,16 @@ impl Router {
                         if done.kind == AttemptKind::Hedge {
                             self.hedging.won();
                         }
-                        return reply;
+                        // A backend's answer is authoritative (it
+                        // deduplicates by request_id); a failure is not.
+                        return if answered || ambiguous {
+                            reply
+                        } else {
+                            settle(reply, &mut unknown)
+                        };
+                    }
+                    if ambiguous && unknown.is_none() {
+                        unknown = Some(reply.clone());
                     }
                     if !running.is_empty() {
                         // Another attempt is still running: wait for it.
@@ -493,7 +512,7 @@ impl Router {
                             retry_armed = true;
                             retry_sleep.as_mut().reset(at);
                         }
-                        None => return reply,
+                        None => return settle(reply, &mut unknown),
                     }
                 }
                 () = &mut hedge_sleep, if hedge_armed => {
@@ -521,9 +540,10 @@ impl Router {
                         // No other backend or no budget: the client gets the
                         // previous attempt's outcome.
                         None => {
-                            return last.take().unwrap_or_else(|| {
+                            let reply = last.take().unwrap_or_else(|| {
                                 call.request.failure(Code::ServiceUnavailable, "no backend left to retry on")
-                            })
+                            });
+                            return settle(reply, &mut unknown);
                         }
                     }
                 }

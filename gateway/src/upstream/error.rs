@@ -33,10 +33,15 @@ pub enum CallOutcome {
 /// One failed attempt at one backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// The request never reached a handler (connection refused or reset,
-    /// connect failure). Nothing can have been stored.
+    /// The request never reached a handler (the connection could not be
+    /// made: refused, connect failure). Nothing can have been stored.
     #[error("{0}")]
     Transport(String),
+    /// The connection broke while the request was on it (reset, closed:
+    /// e.g. the backend was killed). The handler may have stored the order
+    /// before dying: the outcome is unknown.
+    #[error("{0}")]
+    Broken(String),
     /// The backend answered gRPC UNAVAILABLE (shutting down, or its
     /// transport refused the call).
     #[error("{0}")]
@@ -63,7 +68,7 @@ impl CallError {
     /// What the failure means for the backend's breaker and health.
     pub fn outcome(&self) -> CallOutcome {
         match self {
-            CallError::Transport(_) => CallOutcome::Transport,
+            CallError::Transport(_) | CallError::Broken(_) => CallOutcome::Transport,
             CallError::Unavailable(_) | CallError::Server(_) => CallOutcome::ServerError,
             CallError::Timeout => CallOutcome::Timeout,
         }
@@ -73,7 +78,7 @@ impl CallError {
     pub fn code(&self) -> Code {
         match self {
             CallError::Transport(_) | CallError::Unavailable(_) => Code::ServiceUnavailable,
-            CallError::Timeout => Code::Timeout,
+            CallError::Timeout | CallError::Broken(_) => Code::Timeout,
             CallError::Server(_) => Code::Internal,
         }
     }
@@ -83,8 +88,19 @@ impl CallError {
     pub fn message(&self, request_timeout: Duration) -> String {
         match self {
             CallError::Timeout => timeout_message(request_timeout),
+            CallError::Broken(m) => format!(
+                "{m}: the connection to the order service broke while the request was on it: \
+                 the outcome is unknown; retrying with the same request_id is safe"
+            ),
             other => other.to_string(),
         }
+    }
+
+    /// Whether the request may have been carried out although this attempt
+    /// has no answer (it timed out, or its connection broke): the client's
+    /// final answer must then say "outcome unknown", never "not placed".
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, CallError::Timeout | CallError::Broken(_))
     }
 }
 
@@ -115,6 +131,13 @@ mod tests {
         assert!(!server.is_retryable(false));
         assert!(server.is_retryable(true));
         assert!(!CallError::Timeout.is_retryable(false));
+        let broken = CallError::Broken("order service connection lost: reset".into());
+        assert!(broken.is_retryable(true) && !broken.is_retryable(false));
+        assert!(broken.is_ambiguous() && CallError::Timeout.is_ambiguous());
+        assert!(!transport.is_ambiguous() && !unavailable.is_ambiguous());
+        assert_eq!(broken.code(), Code::Timeout);
+        assert_eq!(broken.outcome(), CallOutcome::Transport);
+        assert!(broken.message(t).contains("outcome is unknown"));
         assert!(CallError::Timeout.is_retryable(true));
         assert_eq!(transport.outcome(), CallOutcome::Transport);
         assert_eq!(unavailable.outcome(), CallOutcome::ServerError);

@@ -25,6 +25,8 @@ pub enum Mode {
     Unavailable,
     /// Connection refused at once.
     Transport,
+    /// The connection broke while the call was on it (outcome unknown).
+    Broken,
     /// A server error at once.
     Internal,
     /// OK after this many milliseconds.
@@ -98,6 +100,7 @@ impl Upstream for FakeUpstream {
                 }
                 Mode::Unavailable => Err(CallError::Unavailable("down".into())),
                 Mode::Transport => Err(CallError::Transport("refused".into())),
+                Mode::Broken => Err(CallError::Broken("reset".into())),
                 Mode::Internal => Err(CallError::Server("bug".into())),
                 Mode::Slow(ms) => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -173,8 +173,11 @@ async fn send(
 /// * the propagated timeout expired (DEADLINE_EXCEEDED, CANCELLED — the
 ///   server cancels a call whose grpc-timeout passed — or tonic's own
 ///   client-side timer) → [`CallError::Timeout`];
-/// * a connection failure underneath (refused, reset, connect error) →
-///   [`CallError::Transport`];
+/// * the connection could not be made (tonic's `ConnectError`) →
+///   [`CallError::Transport`]: nothing was sent;
+/// * another connection failure underneath (reset, closed, an I/O error
+///   on an established connection) → [`CallError::Broken`]: the request
+///   may have reached the handler;
 /// * UNAVAILABLE otherwise → [`CallError::Unavailable`];
 /// * anything else → [`CallError::Server`].
 pub fn classify(status: &tonic::Status) -> CallError {
@@ -185,12 +188,10 @@ pub fn classify(status: &tonic::Status) -> CallError {
     ) || has_source::<tonic::TimeoutExpired>(status)
     {
         CallError::Timeout
+    } else if has_source::<tonic::ConnectError>(status) {
+        CallError::Transport(format!("order service unreachable: {message}"))
     } else if is_transport_error(status) {
-        CallError::Transport(if status.code() == tonic::Code::Unavailable {
-            format!("order service unavailable: {message}")
-        } else {
-            format!("order service unreachable: {message}")
-        })
+        CallError::Broken(format!("order service connection lost: {message}"))
     } else if status.code() == tonic::Code::Unavailable {
         CallError::Unavailable(format!("order service unavailable: {message}"))
     } else {
@@ -201,12 +202,10 @@ pub fn classify(status: &tonic::Status) -> CallError {
     }
 }
 
-/// Whether a connection failure (refused or reset, connect failure) lies
-/// under `status`: the request never reached a handler.
+/// Whether a connection failure (reset, closed, I/O error) lies under
+/// `status`.
 fn is_transport_error(status: &tonic::Status) -> bool {
-    has_source::<tonic::ConnectError>(status)
-        || has_source::<tonic::transport::Error>(status)
-        || has_source::<std::io::Error>(status)
+    has_source::<tonic::transport::Error>(status) || has_source::<std::io::Error>(status)
 }
 
 fn has_source<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
@@ -251,8 +250,12 @@ mod tests {
         );
         let io = tonic::Status::from_error(Box::new(std::io::Error::other("reset")));
         let io = classify(&io);
-        assert!(matches!(io, CallError::Transport(_)), "{io:?}");
-        assert_eq!(io.code(), Code::ServiceUnavailable);
+        assert!(matches!(io, CallError::Broken(_)), "{io:?}");
+        assert_eq!(
+            io.code(),
+            Code::Timeout,
+            "a broken connection: outcome unknown"
+        );
         let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
         assert_eq!(classify(&expired), CallError::Timeout);
     }

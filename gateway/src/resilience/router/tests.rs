@@ -67,6 +67,14 @@ async fn call(r: &Router, req: BackendRequest, within: Duration) -> BackendReply
     r.call(&account, req, 1, Deadline::now() + within).await
 }
 
+fn reply_message(reply: &BackendReply) -> String {
+    match reply {
+        BackendReply::Place(r) => r.message.clone(),
+        BackendReply::Cancel(r) => r.message.clone(),
+        BackendReply::Query(r) => r.message.clone(),
+    }
+}
+
 /// Gives the pool a measured p95 of 1 ms, so hedging may start.
 async fn measured_pool(r: &Router) {
     for _ in 0..MIN_HEDGE_SAMPLES {
@@ -107,6 +115,45 @@ async fn an_answer_saying_nothing_was_done_is_retried_elsewhere() {
         assert_eq!(reply.code(), Code::Ok as i32, "round {i}");
     }
     assert_eq!(f.calls(1), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_connection_makes_the_outcome_unknown_whatever_follows() {
+    // The first backend's connection breaks with the place on it (it may
+    // have stored the order before dying); the retry is refused by the
+    // other backend: the client must not be told "not placed".
+    let f = router(&[Mode::Broken, Mode::RefuseUnavailable], no_hedging());
+    let mut unknown = 0;
+    for i in 0..6 {
+        let broken_before = f.calls(0);
+        let reply = call(&f.router, place(&format!("p-{i}")), Duration::from_secs(2)).await;
+        if f.calls(0) > broken_before {
+            // The broken backend had it: whatever came after, unknown.
+            assert_eq!(reply.code(), Code::Timeout as i32, "round {i}: {reply:?}");
+            assert!(
+                reply_message(&reply).contains("outcome is unknown"),
+                "{reply:?}"
+            );
+            unknown += 1;
+        } else {
+            assert_eq!(reply.code(), Code::ServiceUnavailable as i32, "round {i}");
+        }
+    }
+    assert!(unknown > 0, "the broken backend was tried");
+    // The retry's definite answer wins over the unknown one.
+    let f = router(&[Mode::Broken, Mode::Reject], no_hedging());
+    for i in 0..6 {
+        let reply = call(&f.router, place(&format!("q-{i}")), Duration::from_secs(2)).await;
+        assert!(
+            reply.code() == Code::InsufficientBalance as i32
+                || reply.code() == Code::Timeout as i32,
+            "{reply:?}"
+        );
+    }
+    // A connection that could not be made proves nothing was sent.
+    let f = router(&[Mode::Transport, Mode::RefuseUnavailable], no_hedging());
+    let reply = call(&f.router, place("t-1"), Duration::from_secs(2)).await;
+    assert_eq!(reply.code(), Code::ServiceUnavailable as i32);
 }
 
 #[tokio::test(start_paused = true)]
