@@ -43,6 +43,7 @@
 //! [`crate::admin::telemetry::ORPHANS_RELEASED`]); any number of
 //! order-service instances may sweep at once.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use hts_account_client::{AccountClient, AccountError};
@@ -222,15 +223,45 @@ where
     L: OrphanLedger + ?Sized,
     O: OrphanOrders + ?Sized,
 {
+    sweep_remembering(ledger, orders, grace, &mut HashSet::new()).await
+}
+
+/// One sweep, skipping the order-store look-up of reservations an earlier
+/// sweep found owned (`owned`: their ids). Ownership is final — an order
+/// that owns its reservation never becomes REJECTED, and a cancel releases
+/// the reservation, so it is no longer listed — so an open order is looked
+/// up once, not on every sweep: without this, every sweep looked up every
+/// open order and its duration grew with them (40 kill rounds on one
+/// system pushed orphan release past its 10 s bound). `owned` keeps only
+/// the ids this sweep saw again.
+pub async fn sweep_remembering<L, O>(
+    ledger: &L,
+    orders: &O,
+    grace: Duration,
+    owned: &mut HashSet<String>,
+) -> Result<SweepReport, SweepError>
+where
+    L: OrphanLedger + ?Sized,
+    O: OrphanOrders + ?Sized,
+{
     let mut report = SweepReport::default();
+    let mut seen = HashSet::with_capacity(owned.len());
     let mut after = String::new();
     loop {
         let page = ledger.held_page(grace, &after, PAGE).await?;
         for held in &page.items {
             report.examined += 1;
-            settle(ledger, orders, held, &mut report).await?;
+            if owned.contains(&held.reservation_id) {
+                report.kept += 1;
+                seen.insert(held.reservation_id.clone());
+                continue;
+            }
+            if settle(ledger, orders, held, &mut report).await? == Verdict::Keep {
+                seen.insert(held.reservation_id.clone());
+            }
         }
         if page.next_after.is_empty() || page.next_after <= after {
+            *owned = seen;
             return Ok(report);
         }
         after = page.next_after;
@@ -242,7 +273,7 @@ async fn settle<L, O>(
     orders: &O,
     held: &HeldReservation,
     report: &mut SweepReport,
-) -> Result<(), SweepError>
+) -> Result<Verdict, SweepError>
 where
     L: OrphanLedger + ?Sized,
     O: OrphanOrders + ?Sized,
@@ -260,7 +291,10 @@ where
         };
     }
     match decision {
-        Verdict::Keep => report.kept += 1,
+        Verdict::Keep => {
+            report.kept += 1;
+            return Ok(Verdict::Keep);
+        }
         Verdict::Release | Verdict::Claim => {
             match ledger
                 .release(&held.reservation_id, &held.account_id)
@@ -278,16 +312,17 @@ where
             }
         }
     }
-    Ok(())
+    Ok(Verdict::Release)
 }
 
 /// Sweeps at once, then every `interval`, until the task is aborted.
 pub async fn run_orphan_sweeps(ctx: OrderContext, interval: Duration, grace: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut owned = HashSet::new();
     loop {
         ticker.tick().await;
-        match sweep_once(&ctx.accounts, ctx.store.as_ref(), grace).await {
+        match sweep_remembering(&ctx.accounts, ctx.store.as_ref(), grace, &mut owned).await {
             Ok(r) if r.released > 0 || r.claimed > 0 => {
                 tracing::info!(
                     examined = r.examined,

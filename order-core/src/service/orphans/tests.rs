@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::*;
+use std::collections::HashSet;
 
 /// A ledger: reservation id → (reservation, held?).
 #[derive(Default)]
@@ -180,6 +181,32 @@ async fn reservations_of_stored_orders_are_kept() {
     let r = sweep_once(&ledger, &orders, GRACE).await.unwrap();
     assert_eq!((r.examined, r.kept, r.claimed, r.released), (3, 3, 0, 0));
     assert_eq!(ledger.held().len(), 3);
+}
+
+#[tokio::test]
+async fn owned_reservations_are_looked_up_once_not_on_every_sweep() {
+    let (ledger, orders) = (FakeLedger::default(), FakeOrders::default());
+    ledger.hold("ACC-0001", "open", 100);
+    orders.put(order("ACC-0001", "open", OrderStatus::Accepted));
+    let mut owned = HashSet::new();
+    let r = sweep_remembering(&ledger, &orders, GRACE, &mut owned)
+        .await
+        .unwrap();
+    assert_eq!((r.kept, r.claimed), (1, 0));
+    assert!(owned.contains("place:ACC-0001:open"));
+    // The store is not asked again: with the order gone from the fake
+    // (which a real store never does), the remembered verdict still holds.
+    orders.orders.lock().unwrap().clear();
+    let r = sweep_remembering(&ledger, &orders, GRACE, &mut owned)
+        .await
+        .unwrap();
+    assert_eq!((r.kept, r.claimed, r.released), (1, 0, 0));
+    // A reservation no longer listed is forgotten.
+    ledger.rows.lock().unwrap().clear();
+    sweep_remembering(&ledger, &orders, GRACE, &mut owned)
+        .await
+        .unwrap();
+    assert!(owned.is_empty());
 }
 
 #[tokio::test]
