@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_support::pg::{count, PgServer};
+use durable_support::pg::{assert_orders_backed, PgServer};
 use durable_support::stack::order_service;
 use hts_account_client::AccountClient;
 use hts_account_service::AccountServiceConfig;
@@ -584,27 +584,7 @@ async fn sigkill_mid_batch(victim: Victim) {
             "acknowledged order {k} lost or stored under another id"
         );
     }
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM (SELECT 1 FROM orders GROUP BY account_id, request_id \
-             HAVING count(*) > 1) d"
-        )
-        .await,
-        0,
-        "a request stored twice"
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM orders o WHERE o.status = 'ACCEPTED' AND NOT EXISTS (
-                SELECT 1 FROM reservations r WHERE r.reservation_id = o.reservation_id
-                AND r.status = 'HELD' AND r.amount = o.price * o.quantity)"
-        )
-        .await,
-        0,
-        "an accepted order without its HELD reservation"
-    );
+    assert_orders_backed(&db).await;
     for i in 0..ACCOUNTS {
         let account = burst_account(i);
         let row = db

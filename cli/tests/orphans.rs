@@ -20,7 +20,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use durable_support::pg::{count, PgServer};
+use durable_support::pg::{assert_orders_backed, count, PgServer};
 use durable_support::stack::order_service;
 use hts_account_client::AccountClient;
 use hts_proto::v1::order_service_client::OrderServiceClient;
@@ -156,27 +156,7 @@ async fn check_ledger(db: &tokio_postgres::Client, acked: &HashMap<String, Strin
             "acknowledged order {k} lost or stored under another id"
         );
     }
-    assert_eq!(
-        count(
-            db,
-            "SELECT count(*) FROM (SELECT 1 FROM orders GROUP BY account_id, request_id \
-             HAVING count(*) > 1) d"
-        )
-        .await,
-        0,
-        "a request stored twice"
-    );
-    assert_eq!(
-        count(
-            db,
-            "SELECT count(*) FROM orders o WHERE o.status = 'ACCEPTED' AND NOT EXISTS (
-                SELECT 1 FROM reservations r WHERE r.reservation_id = o.reservation_id
-                AND r.status = 'HELD' AND r.amount = o.price * o.quantity)"
-        )
-        .await,
-        0,
-        "an accepted order without its HELD reservation"
-    );
+    assert_orders_backed(db).await;
     for i in 0..ACCOUNTS {
         let account = account_of(i);
         let row = db

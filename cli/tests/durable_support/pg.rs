@@ -332,6 +332,33 @@ impl Drop for PgServer {
     }
 }
 
+/// The order-store invariants every kill test checks: no request_id is
+/// stored twice, and every ACCEPTED order has its HELD reservation of its
+/// amount (orders and reservations in the same database).
+pub async fn assert_orders_backed(db: &tokio_postgres::Client) {
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM (SELECT 1 FROM orders GROUP BY account_id, request_id \
+             HAVING count(*) > 1) d"
+        )
+        .await,
+        0,
+        "a request stored twice"
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM orders o WHERE o.status = 'ACCEPTED' AND NOT EXISTS (
+                SELECT 1 FROM reservations r WHERE r.reservation_id = o.reservation_id
+                AND r.status = 'HELD' AND r.amount = o.price * o.quantity)"
+        )
+        .await,
+        0,
+        "an accepted order without its HELD reservation"
+    );
+}
+
 /// `SELECT count(*) …` helper.
 pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect(sql).get(0)

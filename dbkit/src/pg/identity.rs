@@ -20,6 +20,36 @@ pub const START_RETRY: RetryPolicy = RetryPolicy {
     max_backoff: Duration::from_millis(250),
 };
 
+/// Opens `component`'s store at start, the same way for every component:
+/// waits for a first connection of `pool` at most [`START_RETRY`], checks
+/// the store identity and schema version ([`ensure_identity`], against the
+/// newest of `migrations`), then applies pending `migrations` (retried
+/// under `retry`). `url` names the store in errors (redacted).
+pub async fn open_store(
+    pool: &super::Pool,
+    url: &str,
+    component: &str,
+    migrations: &[(i64, &str)],
+    mode: OpenMode,
+    retry: RetryPolicy,
+) -> Result<StoreIdentity, StoreError> {
+    let location = crate::redact_url(url);
+    let supported = migrations.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    let identity = {
+        let mut client = super::retry_transient(START_RETRY, || async {
+            Ok::<_, super::PgError>(pool.get().await?)
+        })
+        .await?;
+        ensure_identity(&mut client, &location, component, mode, supported).await?
+    };
+    super::retry_transient(retry, || async {
+        let mut client = pool.get().await?;
+        super::migrate(&mut client, component, migrations).await
+    })
+    .await?;
+    Ok(identity)
+}
+
 /// One row per component: several components may share a database.
 const META_TABLE: &str = "CREATE TABLE IF NOT EXISTS store_meta (
     component  TEXT PRIMARY KEY,

@@ -77,30 +77,14 @@ impl PgLedger {
     ) -> Result<(Self, StoreIdentity), StoreError> {
         let pool = hts_dbkit::pg::connect_pool(url, pool_size)?;
         let retry = RetryPolicy::default();
-        let location = hts_dbkit::redact_url(url);
-        let supported = schema::MIGRATIONS
-            .iter()
-            .map(|(v, _)| *v)
-            .max()
-            .unwrap_or(0);
-        let identity = {
-            let mut client = retry_transient(hts_dbkit::pg::identity::START_RETRY, || async {
-                Ok::<_, hts_dbkit::pg::PgError>(pool.get().await?)
-            })
-            .await?;
-            hts_dbkit::pg::identity::ensure_identity(
-                &mut client,
-                &location,
-                schema::COMPONENT,
-                mode,
-                supported,
-            )
-            .await?
-        };
-        retry_transient(retry, || async {
-            let mut client = pool.get().await?;
-            hts_dbkit::pg::migrate(&mut client, schema::COMPONENT, schema::MIGRATIONS).await
-        })
+        let identity = hts_dbkit::pg::identity::open_store(
+            &pool,
+            url,
+            schema::COMPONENT,
+            schema::MIGRATIONS,
+            mode,
+            retry,
+        )
         .await?;
         let batch_pool = pool.clone();
         let lanes = Lanes::start(lanes, MAX_BATCH, move |_, ops| {
